@@ -1,0 +1,3 @@
+from claude_runner.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""The project's one error tree.
+
+Every error the runner raises on purpose derives from ``RunnerError``; each area has its
+own subclass that also inherits the matching builtin, so callers can catch either::
+
+    RunnerError                     exit 2 unless said otherwise
+    ├── UsageError(ValueError)      bad command line or environment variable
+    ├── PlanError(ValueError)       the pipeline plan is invalid (carries every problem)
+    ├── WorkspaceError(OSError)     source/target directories, copies, task workspaces
+    ├── GitError(RuntimeError)      gh authentication (when required), git configuration
+    ├── AgentError(RuntimeError)    the Claude Code CLI cannot be started at all
+    └── DaemonError(RuntimeError)   Docker-in-Docker did not start
+
+Only ``claude_runner.cli`` catches them: it prints ``claude-runner: error: <message>``
+on stderr and exits with ``exit_code``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+SIGNAL_EXIT_BASE = 128
+
+
+class RunnerError(Exception):
+    """Base of every error the runner reports to the user."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class UsageError(RunnerError, ValueError):
+    """The command line or an environment variable is wrong."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a plan file, located as precisely as the loader can."""
+
+    file: str
+    line: int | None
+    column: int | None
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        loc = f" {self.location}:" if self.location else ""
+        return f"{where}:{loc} {self.message}"
+
+
+class PlanError(RunnerError, ValueError):
+    """The pipeline plan is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = f"invalid pipeline plan ({count} problem{'s' if count != 1 else ''})"
+        super().__init__(head + "".join(f"\n  {p}" for p in problems))
+
+
+class WorkspaceError(RunnerError, OSError):
+    """A workspace directory is missing, misplaced, or could not be copied."""
+
+
+class GitError(RunnerError, RuntimeError):
+    """GitHub authentication is required but absent, or git could not be configured."""
+
+
+class AgentError(RunnerError, RuntimeError):
+    """The Claude Code CLI cannot be started (missing binary, refused as root)."""
+
+
+class DaemonError(RunnerError, RuntimeError):
+    """The Docker-in-Docker daemon could not be started."""

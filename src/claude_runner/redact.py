@@ -1,0 +1,39 @@
+"""Keep secrets out of everything the runner prints or writes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+SECRET_ENV_VARS: tuple[str, ...] = (
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+)
+MASK = "***"
+# Token shapes worth masking even when we were not told the value (gh prints prefixes).
+_TOKEN_PATTERNS = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{8,}|github_pat_[A-Za-z0-9_]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})"
+)
+
+
+class Redactor:
+    """Replaces known secret values and token-shaped strings with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first so a secret that contains another is masked whole; skip tiny
+        # values that would mask ordinary words.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Redactor:
+        env = os.environ if env is None else env
+        return cls(env[name] for name in SECRET_ENV_VARS if env.get(name))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return _TOKEN_PATTERNS.sub(MASK, text)

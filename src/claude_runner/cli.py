@@ -1,2 +1,180 @@
-def main() -> int:
-    return 0
+"""The command-line front: parse arguments, run, turn RunnerError into one line + exit code.
+
+Runner options and the agent's task words share one command line (as in the seed):
+runner options are picked out wherever they stand, ``-v``/``-vv`` among the task words set
+the output format, everything else is the prompt. ``--`` ends option parsing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from claude_runner import __version__
+from claude_runner.config import ENV_VARS
+from claude_runner.errors import EXIT_OK, RunnerError, UsageError
+
+MODELS = ("sonnet", "opus")
+_VALUED = {"--model", "--pipeline"}
+_FLAGS = {"--debug", "--dry-run", "--print-schema", "--version", "--help", "-h"}
+_VERBOSITY = {"-v": "v", "-vv": "vv"}
+
+EXIT_CODES = (
+    ("0", "success: the agent (every pipeline task) succeeded"),
+    ("1", "the agent or at least one pipeline task failed"),
+    ("2", "usage, plan validation or start-up error (nothing was run)"),
+    ("128+N", "ended by signal N (130 for SIGINT, 143 for SIGTERM)"),
+)
+
+
+@dataclass(frozen=True)
+class Args:
+    """The parsed command line."""
+
+    debug: bool = False
+    model: str | None = None
+    pipeline: Path | None = None
+    dry_run: bool = False
+    print_schema: bool = False
+    verbosity: str = "text"
+    task: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def prompt(self) -> str:
+        return " ".join(self.task)
+
+
+def _help_text() -> str:
+    width = max(len(name) for name, _, _ in ENV_VARS)
+    env_lines = "\n".join(
+        f"  {name:<{width}}  {meaning}" + (f" (default: {default})" if default else "")
+        for name, default, meaning in ENV_VARS
+    )
+    codes = "\n".join(f"  {code:<6} {meaning}" for code, meaning in EXIT_CODES)
+    return f"""\
+usage: claude-runner [--debug] [--model sonnet|opus] [-v|-vv] [TASK WORDS...]
+       claude-runner [--debug] [--model sonnet|opus] --pipeline PLAN [--dry-run]
+       claude-runner --print-schema | --version | --help
+
+Run the Claude Code CLI headless in a prepared workspace.
+
+modes:
+  no task words          interactive session (claude --dangerously-skip-permissions)
+  TASK WORDS...          one prompt: claude -p "<words joined by spaces>"
+  --pipeline PLAN        a YAML pipeline plan (JSON events on stdout)
+
+options:
+  --model sonnet|opus    model for the agent (in a pipeline: replaces defaults.model)
+  -v                     single prompt: --output-format json
+  -vv                    single prompt: --verbose --output-format stream-json
+  --pipeline PLAN        plan file; a relative path is read from the tree that becomes
+                         the workspace (SOURCE_WORKSPACE_DIR, else WORKSPACE_DIR)
+  --dry-run              with --pipeline: validate, print the resolved plan, run nothing
+  --print-schema         print the JSON Schema of the plan format
+  --debug                more diagnostics on stderr
+  --version              print the version
+  -h, --help             this help
+  --                     everything after it is a task word
+
+environment:
+{env_lines}
+
+exit codes:
+{codes}
+"""
+
+
+def _suggest(option: str) -> str:
+    close = difflib.get_close_matches(option, sorted(_VALUED | _FLAGS), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _scan(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], str]:
+    """Split the command line into runner options, task words and the verbosity."""
+    opts: dict[str, str | bool] = {}
+    task: list[str] = []
+    verbosity = "text"
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        i += 1
+        if item == "--":
+            task += items[i:]
+            break
+        name, eq, inline = item.partition("=")
+        if name in _VALUED:
+            if eq:
+                value = inline
+            elif i < len(items):
+                value, i = items[i], i + 1
+            else:
+                raise UsageError(f"{name} needs a value")
+            if not value:
+                raise UsageError(f"{name} needs a non-empty value")
+            opts[name] = value
+        elif item in _FLAGS:
+            opts[item] = True
+        elif item in _VERBOSITY:
+            verbosity = _VERBOSITY[item]
+        elif item.startswith("-") and item != "-":
+            raise UsageError(
+                f"unknown option {item!r}{_suggest(name)} (to pass it to the agent as a "
+                "task word, put it after --)"
+            )
+        else:
+            task.append(item)
+    return opts, task, verbosity
+
+
+def parse_args(argv: Sequence[str]) -> Args | str:
+    """Parse the command line. Returns ``Args``, or the text to print for
+    --help/--version. Raises UsageError for anything wrong."""
+    opts, task, verbosity = _scan(argv)
+    if opts.get("--help") or opts.get("-h"):
+        return _help_text()
+    if opts.get("--version"):
+        return f"claude-runner {__version__}\n"
+    model = opts.get("--model")
+    if model is not None and model not in MODELS:
+        raise UsageError(f"--model {model!r} is not supported; use one of: {', '.join(MODELS)}")
+    pipeline = opts.get("--pipeline")
+    if pipeline is not None and task:
+        raise UsageError(
+            "task words cannot be combined with --pipeline; put the prompts in the plan"
+        )
+    if pipeline is not None and verbosity != "text":
+        raise UsageError("-v/-vv apply to single-prompt mode; set verbosity in the plan")
+    if opts.get("--dry-run") and pipeline is None:
+        raise UsageError("--dry-run needs --pipeline PLAN")
+    return Args(
+        debug=bool(opts.get("--debug")),
+        model=model if isinstance(model, str) else None,
+        pipeline=Path(pipeline) if isinstance(pipeline, str) else None,
+        dry_run=bool(opts.get("--dry-run")),
+        print_schema=bool(opts.get("--print-schema")),
+        verbosity=verbosity,
+        task=tuple(task),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: the only place that turns RunnerError into an exit code."""
+    try:
+        parsed = parse_args(sys.argv[1:] if argv is None else argv)
+        if isinstance(parsed, str):
+            sys.stdout.write(parsed)
+            return EXIT_OK
+        from claude_runner.app import run  # noqa: PLC0415 - keeps --help/--version fast
+
+        return run(parsed)
+    except RunnerError as exc:
+        from claude_runner.redact import Redactor  # noqa: PLC0415
+
+        sys.stderr.write(f"claude-runner: error: {Redactor.from_env()(str(exc))}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -22,14 +22,24 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("GH_TOKEN / GITHUB_TOKEN", "", "GitHub token used by gh and git (never printed)"),
     ("CLAUDE_CODE_OAUTH_TOKEN", "", "Claude credentials, passed to the CLI (never printed)"),
     ("ANTHROPIC_API_KEY", "", "Claude credentials, passed to the CLI (never printed)"),
-    ("GIT_USER_NAME", "Claude Code Agent", "git user.name (else GIT_AUTHOR_NAME, GIT_COMMITTER_NAME)"),
-    ("GIT_USER_EMAIL", "claude-bot@local.docker",
-     "git user.email (else GIT_AUTHOR_EMAIL, GIT_COMMITTER_EMAIL)"),
+    (
+        "GIT_USER_NAME",
+        "Claude Code Agent",
+        "git user.name (else GIT_AUTHOR_NAME, GIT_COMMITTER_NAME)",
+    ),
+    (
+        "GIT_USER_EMAIL",
+        "claude-bot@local.docker",
+        "git user.email (else GIT_AUTHOR_EMAIL, GIT_COMMITTER_EMAIL)",
+    ),
     ("ENABLE_DIND", "0", "1/true/yes/on: start dockerd inside the container"),
     ("DIND_STORAGE_DRIVER", "overlay2", "first storage driver tried (vfs is the fallback)"),
     ("DIND_STARTUP_TIMEOUT_SEC", "45", "seconds to wait for dockerd to answer _ping"),
-    ("PIPELINE_WORKSPACES_ROOT", "/tmp/agent-pipeline-workspaces",
-     "where worktree/snapshot_ro task workspaces and run directories go"),
+    (
+        "PIPELINE_WORKSPACES_ROOT",
+        "/tmp/agent-pipeline-workspaces",  # noqa: S108
+        "where worktree/snapshot_ro task workspaces and run directories go",
+    ),
 )
 
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
@@ -45,9 +55,7 @@ def parse_bool(name: str, raw: str | None, *, default: bool = False) -> bool:
         return True
     if value in _FALSY:
         return False
-    raise UsageError(
-        f"{name}={raw!r} is not a boolean; use one of 1/true/yes/on or 0/false/no/off"
-    )
+    raise UsageError(f"{name}={raw!r} is not a boolean; use one of 1/true/yes/on or 0/false/no/off")
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...], fallback: str) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -62,12 +63,14 @@ def spawn(
     env: Mapping[str, str] | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
-    stdin: int = subprocess.DEVNULL,
+    stdin: int | None = subprocess.DEVNULL,
     user: int | None = None,
     group: int | None = None,
+    new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in a new session. stdin defaults to /dev/null (the CLI waits ~3 s
-    on an open pipe and appends what it reads to the prompt)."""
+    """Start a child, by default in a new session. stdin defaults to /dev/null (the CLI
+    waits ~3 s on an open pipe and appends what it reads to the prompt); ``stdin=None``
+    and ``new_session=False`` leave it the runner's terminal (interactive mode)."""
     return subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -75,7 +78,7 @@ def spawn(
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
-        start_new_session=True,
+        start_new_session=new_session,
         user=user,
         group=group,
         extra_groups=[] if user is not None else None,
@@ -105,8 +108,11 @@ def descendants(pid: int) -> list[int]:
 
 
 def _signal_all(pgid: int, pids: Sequence[int], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+    # The group exists only when the child got a session of its own; the child itself
+    # is always in ``pids``.
+    if pgid != os.getpgrp():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
@@ -120,8 +126,11 @@ def stop(
 ) -> int:
     """Stop ``proc`` and everything it started: ``first_signal``, then SIGTERM, then
     SIGKILL, each after ``grace`` seconds. Returns the child's return code."""
-    pgid = proc.pid  # start_new_session makes the child its own group leader
-    tree = descendants(proc.pid)
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    tree = [proc.pid, *descendants(proc.pid)]
     ladder = [first_signal, signal.SIGTERM] if first_signal != signal.SIGTERM else [first_signal]
     for sig in ladder:
         if proc.poll() is not None:
@@ -129,7 +138,10 @@ def stop(
         _signal_all(pgid, tree, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        tree = sorted(set(tree) | set(descendants(proc.pid)))
+        tree = [*tree, *(p for p in descendants(proc.pid) if p not in tree)]
+    if proc.poll() is not None:
+        # Reaped: its pid may be reused by now, so only its former children remain.
+        tree = tree[1:]
     reap_leftovers(pgid, tree)
     return proc.wait()
 
@@ -174,7 +186,7 @@ def become_subreaper() -> bool:
         return False
 
 
-def exec_replace(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> None:
+def exec_replace(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> NoReturn:
     """Replace the runner with ``argv`` (interactive mode: terminal and signals go to it)."""
     os.chdir(cwd)
     os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606

@@ -47,7 +47,8 @@ class Settings(_Closed):
 
     model: Model | None = Field(default=None, description="Claude model alias.")
     verbosity: VerbosityIn | None = Field(
-        default=None, description="Agent output forwarded as events: text, v (json), vv (stream-json)."
+        default=None,
+        description="Agent output forwarded as events: text, v (json), vv (stream-json).",
     )
     on_error: OnError | None = Field(
         default=None, description="fail_fast stops the plan at the first failure; continue runs on."

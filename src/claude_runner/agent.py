@@ -1,0 +1,79 @@
+"""How the Claude Code CLI is invoked: pure argv/env builders and the pre-flight check.
+
+Fixed flags are appended after the options that vary, so nothing a plan or a user
+sets can displace them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from claude_runner.errors import AgentError
+
+OutputFormat = Literal["text", "json", "stream-json"]
+VERBOSITY_FORMATS: dict[str, OutputFormat] = {"text": "text", "v": "json", "vv": "stream-json"}
+SKIP_PERMISSIONS = "--dangerously-skip-permissions"
+
+
+def interactive_argv(claude_bin: str, *, model: str | None) -> list[str]:
+    """The interactive session: the CLI owns the terminal."""
+    argv = [claude_bin]
+    if model:
+        argv += ["--model", model]
+    return [*argv, SKIP_PERMISSIONS]
+
+
+def build_print_argv(
+    claude_bin: str,
+    *,
+    prompt: str | None,
+    model: str | None,
+    output_format: OutputFormat,
+    verbose: bool,
+) -> list[str]:
+    """A headless run. ``prompt=None`` makes the CLI read the prompt from stdin."""
+    argv = [claude_bin, "-p"]
+    if prompt is not None:
+        argv.append(prompt)
+    if model:
+        argv += ["--model", model]
+    # stream-json is refused by the CLI without --verbose; json with --verbose turns into
+    # an array of every message, so --verbose goes with stream-json only.
+    if verbose or output_format == "stream-json":
+        argv.append("--verbose")
+    return [*argv, "--output-format", output_format, SKIP_PERMISSIONS]
+
+
+def build_agent_env(base: Mapping[str, str], *, config_dir: Path | None = None) -> dict[str, str]:
+    """The CLI's environment: the runner's own, plus a private config dir when given
+    (concurrent CLIs corrupt a shared ~/.claude.json)."""
+    env = dict(base)
+    if config_dir is not None:
+        env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+def resolve_claude_bin(claude_bin: str, env: Mapping[str, str]) -> str:
+    """Find the CLI or explain how to point the runner at it."""
+    found = shutil.which(claude_bin, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise AgentError(
+            f"Claude Code CLI not found: CLAUDE_BIN={claude_bin!r} is not an executable "
+            "file or a program on PATH; install @anthropic-ai/claude-code or set CLAUDE_BIN"
+        )
+    return found
+
+
+def check_root_allowed(*, uid: int, is_sandbox: bool) -> None:
+    """The CLI refuses --dangerously-skip-permissions as root unless IS_SANDBOX=1."""
+    if uid == 0 and not is_sandbox:
+        raise AgentError(
+            "running as root (uid 0): the Claude Code CLI refuses "
+            "--dangerously-skip-permissions as root. Either run the container as a "
+            "non-root user (the images' default user is 'claude'), or set IS_SANDBOX=1 "
+            "(exactly 1) if this container is a sandbox you accept running as root"
+        )

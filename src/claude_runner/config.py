@@ -16,6 +16,12 @@ from claude_runner.errors import UsageError
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("SOURCE_WORKSPACE_DIR", "/workspace-source", "tree copied into WORKSPACE_DIR at start"),
     ("WORKSPACE_DIR", "/workspace", "writable workspace the agent works in"),
+    (
+        "WORKSPACE_EXISTING",
+        "keep",
+        "non-empty WORKSPACE_DIR at start: keep (no copy), fail (exit 2), "
+        "replace (move it aside to WORKSPACE_DIR.prev-<time>, then copy)",
+    ),
     ("CLAUDE_BIN", "claude", "Claude Code CLI binary (name on PATH or path)"),
     ("IS_SANDBOX", "", "must be exactly 1 to run the CLI as root"),
     ("REQUIRE_GH_AUTH", "0", "1: a missing or failed `gh auth` is fatal (exit 2)"),
@@ -78,6 +84,17 @@ def _positive_float(name: str, raw: str | None, default: float) -> float:
     return value
 
 
+WORKSPACE_EXISTING_CHOICES = ("keep", "fail", "replace")
+
+
+def _choice(name: str, raw: str | None, choices: tuple[str, ...]) -> str:
+    """The first choice is the default; anything outside ``choices`` is an error."""
+    value = (raw or "").strip().lower() or choices[0]
+    if value not in choices:
+        raise UsageError(f"{name}={raw!r} is not valid; use one of {', '.join(choices)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner takes from its environment."""
@@ -94,6 +111,7 @@ class Settings:
     dind_storage_driver: str
     dind_startup_timeout: float
     pipeline_root: Path
+    workspace_existing: str = "keep"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -121,5 +139,8 @@ class Settings:
             ),
             pipeline_root=Path(
                 env.get("PIPELINE_WORKSPACES_ROOT") or "/tmp/agent-pipeline-workspaces"  # noqa: S108
+            ),
+            workspace_existing=_choice(
+                "WORKSPACE_EXISTING", env.get("WORKSPACE_EXISTING"), WORKSPACE_EXISTING_CHOICES
             ),
         )

@@ -108,13 +108,16 @@ def descendants(pid: int) -> list[int]:
 
 
 def _signal_all(pgid: int, pids: Sequence[int], sig: int) -> None:
-    # The group exists only when the child got a session of its own; the child itself
-    # is always in ``pids``.
-    if pgid != os.getpgrp():
+    """Signal the child's group once, then each listed process outside that group
+    (the child's group is its own unless it shares the runner's terminal)."""
+    own_group = pgid != os.getpgrp()
+    if own_group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
+            if own_group and os.getpgid(pid) == pgid:
+                continue
             os.kill(pid, sig)
 
 
@@ -139,11 +142,13 @@ def stop(
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
         tree = [*tree, *(p for p in descendants(proc.pid) if p not in tree)]
-    if proc.poll() is not None:
-        # Reaped: its pid may be reused by now, so only its former children remain.
-        tree = tree[1:]
-    reap_leftovers(pgid, tree)
-    return proc.wait()
+    if proc.poll() is None:
+        proc.kill()
+    # The child is reaped through Popen only (its pid may be reused once reaped);
+    # what is left of its group and former children gets SIGKILL.
+    returncode = proc.wait()
+    reap_leftovers(pgid, tree[1:])
+    return returncode
 
 
 def reap_leftovers(pgid: int, pids: Sequence[int]) -> None:
@@ -161,12 +166,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie we are the parent of still answers kill(0): reap it if it is ours.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+    # Never waitpid here: that could reap a child another thread's Popen waits for.
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

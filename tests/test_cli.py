@@ -1,0 +1,95 @@
+"""The command line: runner options and task words interleave as in the seed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from claude_runner.cli import Args, main, parse_args
+from claude_runner.config import ENV_VARS
+from claude_runner.errors import UsageError
+
+
+def test_seed_single_prompt_example() -> None:
+    args = parse_args(["--model", "sonnet", "-v", "run unit tests"])
+    assert args == Args(model="sonnet", verbosity="v", task=("run unit tests",))
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbosity", "prompt"),
+    [
+        (["run", "tests"], "text", "run tests"),
+        (["run", "-v", "tests"], "v", "run tests"),
+        (["-vv", "explain"], "vv", "explain"),
+        (["explain", "--", "-v", "--model"], "text", "explain -v --model"),
+    ],
+)
+def test_verbosity_is_picked_out_of_task_words(
+    argv: list[str], verbosity: str, prompt: str
+) -> None:
+    args = parse_args(argv)
+    assert isinstance(args, Args)
+    assert args.verbosity == verbosity
+    assert args.prompt == prompt
+
+
+def test_options_anywhere_and_equals_form() -> None:
+    args = parse_args(["fix", "--model=opus", "bug", "--debug"])
+    assert args == Args(debug=True, model="opus", task=("fix", "bug"))
+
+
+def test_pipeline_example() -> None:
+    args = parse_args(["--pipeline", ".agent/pipeline.yml", "--model", "opus"])
+    assert args == Args(model="opus", pipeline=Path(".agent/pipeline.yml"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pipeline", "p.yml", "do", "it"], "task words cannot be combined with --pipeline"),
+        (["--model", "haiku", "x"], "--model 'haiku' is not supported"),
+        (["--model"], "--model needs a value"),
+        (["--pipline", "p.yml"], "did you mean --pipeline?"),
+        (["-x", "go"], "put it after --"),
+        (["--dry-run"], "--dry-run needs --pipeline"),
+        (["--pipeline", "p.yml", "-vv"], "set verbosity in the plan"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        parse_args(argv)
+
+
+def test_usage_error_exit_code_and_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--pipeline", "p.yml", "do", "it"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("claude-runner: error: task words cannot be combined")
+    assert captured.err.count("\n") == 1
+
+
+def test_help_lists_every_environment_variable_and_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, _, _ in ENV_VARS:
+        assert name in out
+    for code in ("0 ", "1 ", "2 ", "128+N"):
+        assert f"  {code}" in out
+
+
+def test_version_from_a_real_process() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "claude_runner", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("claude-runner ")
+    assert done.stderr == ""

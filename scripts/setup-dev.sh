@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian 12 machine (idempotent):
-# Debian packages, the Python environment from uv.lock, the pinned Claude Code CLI,
+# Debian packages, the Python environment with dev tools, the pinned Claude Code CLI,
 # and (as root) Docker's engine, started in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-UV_VERSION=0.13.9
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(git tmux util-linux procps debootstrap shellcheck)
@@ -19,16 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-	python3 -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"
-fi
-uv sync --locked --quiet
-
-# The Claude Code CLI the integration tests drive, pinned by tools/claude-code/package-lock.json.
-if ! tools/claude-code/node_modules/.bin/claude --version >/dev/null 2>&1; then
-	npm ci --prefix tools/claude-code --no-audit --no-fund --loglevel=error
-fi
-tools/claude-code/node_modules/.bin/claude --version
+bash scripts/setup.sh
 
 if [ "$(id -u)" -eq 0 ]; then
 	bash scripts/install-docker-engine.sh

@@ -3,9 +3,12 @@
 # Extra arguments go to pytest (for example: scripts/test.sh -m "not image").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+ensure_uv
 
-uv run --locked ruff check .
-uv run --locked ruff format --check .
-uv run --locked mypy
+"$UV" run --locked ruff check .
+"$UV" run --locked ruff format --check .
+"$UV" run --locked mypy
 bash scripts/lint-images.sh
-uv run --locked pytest "$@"
+"$UV" run --locked pytest "$@"

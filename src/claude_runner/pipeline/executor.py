@@ -1,0 +1,219 @@
+"""Run a resolved plan: stages in order, tasks one by one or up to ``max_parallel`` at
+once, each in a worker thread (see ``task.py``), events on ``out``, the result at the end.
+
+Event order: ``plan_start``; per stage ``stage_start``, per task ``task_start``,
+``task_session_bind``, ``task_output``*, ``task_finish``; ``stage_finish``;
+``plan_finish``; then the ``pipeline_result`` line. Stages and tasks that never run still
+get ``stage_start``/``stage_finish`` and a ``task_finish`` with status ``skipped`` (no
+``task_start``), so a consumer sees every task finish exactly once.
+
+Failure policy (the failing task's ``on_error``): ``fail_fast`` starts no new task,
+cancels the stage's running tasks (status ``cancelled``) and skips the rest;
+``continue`` runs everything. ``cancel`` (set by the signal handler) stops running tasks
+the same way. Return 0 when every task succeeded, else 1 (the caller maps a signal to
+128 + signum).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from claude_runner.config import Settings
+from claude_runner.pipeline import orphans, taskspace
+from claude_runner.pipeline.events import (
+    EventWriter,
+    PlanFinish,
+    PlanStart,
+    StageFinish,
+    StageStart,
+)
+from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
+from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, finish_event
+from claude_runner.plan.models import ResolvedPlan, ResolvedStage
+from claude_runner.redact import SECRET_ENV_VARS, Redactor
+
+_POLL = 0.05  # how often the scheduler looks at the cancel event while tasks run
+
+
+class _Run:
+    """The mutable state of one plan run, driven by ``run_pipeline``."""
+
+    def __init__(self, ctx: RunContext, cancel: threading.Event) -> None:
+        self.ctx = ctx
+        self.cancel = cancel
+        self.abort_reason: str | None = None
+        self.results: list[TaskResult] = []
+
+    def _skip(self, run: TaskRun, reason: str) -> None:
+        res = run.result
+        res.status, res.reason = "skipped", reason
+        self.ctx.writer.emit(finish_event(self.ctx.plan_run_id, res))
+
+    def _check_signal(self) -> None:
+        if self.cancel.is_set() and self.abort_reason is None:
+            self.abort_reason = "cancelled by a signal to the runner"
+
+    def stage(self, stage: ResolvedStage) -> None:
+        ctx = self.ctx
+        started = time.monotonic()
+        ctx.writer.emit(
+            StageStart(
+                plan_run_id=ctx.plan_run_id,
+                stage_id=stage.id,
+                mode=stage.mode,
+                max_parallel=stage.max_parallel,
+                task_count=len(stage.tasks),
+            )
+        )
+        runs = [TaskRun(t, ctx) for t in stage.tasks]
+        self.results.extend(r.result for r in runs)
+        limit = 1 if stage.mode == "sequential" else (stage.max_parallel or len(runs))
+        pending = deque(runs)
+        running: dict[int, TaskRun] = {}
+        done: queue.Queue[int] = queue.Queue()
+        cancelled_running = False
+
+        def work(key: int, run: TaskRun) -> None:
+            try:
+                run.run()
+            finally:
+                done.put(key)
+
+        while pending or running:
+            self._check_signal()
+            if self.abort_reason is not None:
+                if not cancelled_running:
+                    for run in running.values():
+                        run.cancel(self.abort_reason)
+                    cancelled_running = True
+                while pending:
+                    self._skip(pending.popleft(), self.abort_reason)
+            while pending and len(running) < limit:
+                run = pending.popleft()
+                key = id(run)
+                running[key] = run
+                threading.Thread(
+                    target=work, args=(key, run), name=f"task-{run.task.id}", daemon=True
+                ).start()
+            try:
+                key = done.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            finished = running.pop(key)
+            res = finished.result
+            if (
+                res.status == "failed"
+                and finished.task.on_error == "fail_fast"
+                and self.abort_reason is None
+            ):
+                self.abort_reason = f"fail_fast: task {res.stage_id}/{res.task_id} failed"
+        stage_results = [r.result for r in runs]
+        ctx.writer.emit(
+            StageFinish(
+                plan_run_id=ctx.plan_run_id,
+                stage_id=stage.id,
+                status=overall_status(stage_results, cancelled=self.cancel.is_set()),
+                duration_s=round(time.monotonic() - started, 3),
+                counts=counts(stage_results),
+            )
+        )
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    values = {env[n] for n in SECRET_ENV_VARS if len(env.get(n, "")) >= 4}
+    return tuple(sorted((v.encode() for v in values), key=len, reverse=True))
+
+
+def run_pipeline(
+    plan: ResolvedPlan,
+    *,
+    workspace: Path,
+    plan_path: Path,
+    claude_bin: str,
+    env: Mapping[str, str],
+    runs_root: Path,
+    cancel: threading.Event,
+    out: TextIO,
+) -> int:
+    """Run ``plan`` in ``workspace``; 0 when every task succeeded, 1 otherwise."""
+    taskspace.ensure_writable(runs_root)
+    plan_run_id = taskspace.new_plan_run_id()
+    run_dir = runs_root / plan_run_id
+    run_dir.mkdir(mode=0o700)
+    redactor = Redactor.from_env(env)
+    writer = EventWriter(out, run_dir / "events.jsonl", redactor)
+    settings = Settings.from_env(env)
+    ctx = RunContext(
+        plan_run_id=plan_run_id,
+        run_dir=run_dir,
+        workspace=workspace,
+        claude_bin=claude_bin,
+        env=env,
+        writer=writer,
+        secrets=_secrets(env),
+        git_dir=taskspace.git_dir_of(workspace, env),
+        identity=(settings.git_user_name, settings.git_user_email),
+    )
+    started = time.monotonic()
+    state = _Run(ctx, cancel)
+    try:
+        writer.emit(
+            PlanStart(
+                plan_run_id=plan_run_id,
+                plan_path=str(plan_path),
+                workspace=str(workspace),
+                run_dir=str(run_dir),
+                stage_count=len(plan.stages),
+                task_count=len(plan.tasks),
+            )
+        )
+        for stage in plan.stages:
+            state.stage(stage)
+    finally:
+        orphans.kill_marked(TASK_MARKER, f"{plan_run_id}/", prefix=True)
+        results = state.results
+        seen = {(r.stage_id, r.task_id) for r in results}
+        for stage in plan.stages:  # only after an unexpected error: still report them
+            for t in stage.tasks:
+                if (t.stage_id, t.id) not in seen:
+                    results.append(
+                        TaskResult(
+                            stage_id=t.stage_id,
+                            task_id=t.id,
+                            model=t.model,
+                            workspace_mode=t.workspace,
+                            reason="not run: the runner failed",
+                        )
+                    )
+        duration = time.monotonic() - started
+        was_cancelled = cancel.is_set()
+        writer.emit(
+            PlanFinish(
+                plan_run_id=plan_run_id,
+                status=overall_status(results, cancelled=was_cancelled),
+                duration_s=round(duration, 3),
+                counts=counts(results),
+            )
+        )
+        final = pipeline_result(
+            plan_run_id=plan_run_id,
+            run_dir=str(run_dir),
+            results=results,
+            duration_s=duration,
+            cancelled=was_cancelled,
+        )
+        text = redactor(json.dumps(final, ensure_ascii=False, indent=2)) + "\n"
+        tmp = run_dir / "result.json.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, run_dir / "result.json")
+        writer.emit_dict(final)
+        writer.close()
+    return int(final["exit_code"])

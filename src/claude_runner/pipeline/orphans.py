@@ -1,0 +1,72 @@
+"""Find and kill processes a task left behind, by an environment marker.
+
+The Claude Code CLI starts Bash-tool children in sessions of their own, and a child may
+double-fork; neither stays in the CLI's process group or (after reparenting) its tree.
+Every task's environment carries ``<KEY>=<value>``; whatever still has it in
+``/proc/<pid>/environ`` after the task ended belongs to that task and is killed.
+(The runner does not make itself a child subreaper: reaping adopted orphans would need
+``waitpid(-1)``, which races with the task threads waiting for their own CLIs. Killed
+orphans are reaped by PID 1, in the image tini. A process that wipes its environment
+escapes the marker; ``proc.stop`` still reaches it while it is in the CLI's tree.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+_SETTLE = 2.0
+
+
+def marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
+    """Pids (other than ours) whose environment has ``key=value`` (or ``key=value...``)."""
+    needle = f"{key}={value}".encode()
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item == needle or (prefix and item.startswith(needle)):
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect those of ``pids`` that are our exited children. Never ``waitpid(-1)``:
+    that would steal the exit status of a child another thread is waiting for."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def kill_marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
+    """SIGKILL every marked process and wait (bounded) until they are gone."""
+    pids = marked(key, value, prefix=prefix)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + _SETTLE
+    while pids and time.monotonic() < deadline:
+        _reap(pids)
+        pids = [p for p in pids if _alive(p)]
+        if pids:
+            time.sleep(0.01)
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"

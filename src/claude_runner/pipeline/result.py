@@ -1,0 +1,115 @@
+"""Per-task outcomes and the aggregated ``pipeline_result``.
+
+Task status is one of ``succeeded`` (exit 0 and a ``result`` message with
+``is_error: false``), ``failed``, ``cancelled`` (stopped by fail_fast or a signal while
+running) and ``skipped`` (never started). The overall status is ``succeeded`` when every
+task succeeded, ``cancelled`` when the run was cancelled by a signal, else ``failed``.
+The result text is cut at ``RESULT_TEXT_LIMIT`` characters (``result_truncated`` says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from claude_runner.pipeline.events import SCHEMA_VERSION, utc_now
+
+RESULT_TEXT_LIMIT = 16 * 1024
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+STATUSES = ("succeeded", "failed", "cancelled", "skipped")
+
+
+@dataclass
+class TaskResult:
+    """What one task did; filled in as it runs, frozen into the result at the end."""
+
+    stage_id: str
+    task_id: str
+    model: str | None
+    workspace_mode: str
+    status: str = "skipped"
+    exit_code: int | None = None
+    signal: str | None = None
+    is_error: bool | None = None
+    reason: str | None = None
+    duration_s: float = 0.0
+    session_id: str | None = None
+    result: str | None = None
+    result_truncated: bool = False
+    num_turns: int | None = None
+    total_cost_usd: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    workspace: str | None = None
+    log: str | None = None
+    stderr_log: str | None = None
+    branch: str | None = None
+    patch: str | None = None
+    changed_files: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def take_result_message(self, message: dict[str, Any]) -> None:
+        """Copy what the CLI's final ``result`` message reports."""
+        is_error = message.get("is_error")
+        self.is_error = is_error if isinstance(is_error, bool) else None
+        text = message.get("result")
+        if isinstance(text, str):
+            self.result_truncated = len(text) > RESULT_TEXT_LIMIT
+            self.result = text[:RESULT_TEXT_LIMIT]
+        elif isinstance(message.get("errors"), list):
+            self.result = "; ".join(str(e) for e in message["errors"])[:RESULT_TEXT_LIMIT]
+        turns = message.get("num_turns")
+        self.num_turns = turns if isinstance(turns, int) else None
+        cost = message.get("total_cost_usd")
+        self.total_cost_usd = float(cost) if isinstance(cost, int | float) else None
+        usage = message.get("usage")
+        if isinstance(usage, dict):
+            self.usage = {k: int(usage[k]) for k in USAGE_KEYS if isinstance(usage.get(k), int)}
+        sid = message.get("session_id")
+        if isinstance(sid, str) and sid and self.session_id is None:
+            self.session_id = sid
+
+
+def counts(results: list[TaskResult]) -> dict[str, int]:
+    return {s: sum(1 for r in results if r.status == s) for s in STATUSES}
+
+
+def overall_status(results: list[TaskResult], *, cancelled: bool) -> str:
+    if all(r.status == "succeeded" for r in results):
+        return "succeeded"
+    return "cancelled" if cancelled else "failed"
+
+
+def pipeline_result(
+    *,
+    plan_run_id: str,
+    run_dir: str,
+    results: list[TaskResult],
+    duration_s: float,
+    cancelled: bool,
+) -> dict[str, Any]:
+    """The final ``pipeline_result`` object (also written to ``result.json``)."""
+    status = overall_status(results, cancelled=cancelled)
+    tokens = {k: sum(r.usage.get(k, 0) for r in results) for k in USAGE_KEYS}
+    return {
+        "type": "pipeline_result",
+        "ts": utc_now(),
+        "schema_version": SCHEMA_VERSION,
+        "plan_run_id": plan_run_id,
+        "status": status,
+        "exit_code": 0 if status == "succeeded" else 1,
+        "run_dir": run_dir,
+        "counts": counts(results),
+        "totals": {
+            "total_cost_usd": round(sum(r.total_cost_usd or 0.0 for r in results), 6),
+            "usage": tokens,
+            "num_turns": sum(r.num_turns or 0 for r in results),
+            "duration_s": round(duration_s, 3),
+            "task_duration_s": round(sum(r.duration_s for r in results), 3),
+        },
+        "tasks": [asdict(r) for r in results],
+    }

@@ -1,0 +1,107 @@
+"""A stand-in for the Claude Code CLI, for fault injection only.
+
+Invoked like the real CLI (``fake_agent.py -p <prompt> ... --output-format stream-json``);
+the first word of the prompt picks the behaviour:
+
+    ok                  init + a successful result
+    sleep <s>           init, sleep, success
+    crash               init, then SIGKILL itself (a crash by signal)
+    hang                init, start a grandchild in its own session, then sleep forever
+    flood <bytes>       init, that many bytes of assistant lines, then success
+    invalid             init, invalid JSON lines, then success
+    noresult            init, then exit 0 without a result message
+    bigline <bytes>     init, one assistant line of that size, then success
+    error               init, a result with is_error true, exit 1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def _emit(obj: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _init() -> str:
+    session = f"fake-{os.getpid()}"
+    _emit({"subtype": "init", "type": "system", "session_id": session, "cwd": os.getcwd()})
+    return session
+
+
+def _result(session: str, *, is_error: bool = False, text: str = "done") -> None:
+    _emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": is_error,
+            "result": text,
+            "session_id": session,
+            "num_turns": 1,
+            "total_cost_usd": 0.001,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
+    )
+
+
+def _assistant_line(size: int) -> bytes:
+    head = b'{"type":"assistant","message":{"content":[{"type":"text","text":"'
+    tail = b'"}]}}\n'
+    return head + b"x" * max(0, size - len(head) - len(tail)) + tail
+
+
+def main(argv: list[str]) -> int:
+    prompt = argv[argv.index("-p") + 1] if "-p" in argv else sys.stdin.read()
+    words = prompt.split()
+    mode = words[0] if words else "ok"
+    arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+    session = _init()
+    out = sys.stdout.buffer
+    if mode == "sleep":
+        time.sleep(arg)
+    elif mode == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "hang":
+        subprocess.Popen(  # a Bash-tool-like grandchild in a session of its own
+            [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
+        )
+        while True:
+            time.sleep(3600)
+    elif mode == "flood":
+        line = _assistant_line(1024)
+        block = line * 1024
+        for _ in range(arg // len(block)):
+            out.write(block)
+        out.flush()
+    elif mode == "invalid":
+        out.write(b'{"type": "result", broken\nnot json at all\n{"type":"system"\n')
+        out.flush()
+    elif mode == "noresult":
+        return 0
+    elif mode == "bigline":
+        out.write(_assistant_line(arg))
+        out.flush()
+    elif mode == "error":
+        _result(session, is_error=True, text="API Error: 500 overloaded")
+        return 1
+    _result(session)
+    return 0
+
+
+def install(directory: os.PathLike[str] | str) -> str:
+    """Write an executable ``claude`` wrapper running this script; return its path."""
+    path = os.path.join(directory, "claude")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f'#!/bin/sh\nexec {sys.executable} {os.path.abspath(__file__)} "$@"\n')
+    os.chmod(path, 0o755)  # noqa: S103 - an executable for the tests
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -41,6 +41,7 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("ENABLE_DIND", "0", "1/true/yes/on: start dockerd inside the container"),
     ("DIND_STORAGE_DRIVER", "overlay2", "first storage driver tried (vfs is the fallback)"),
     ("DIND_STARTUP_TIMEOUT_SEC", "45", "seconds to wait for dockerd to answer _ping"),
+    ("DIND_LOG_FILE", "/tmp/dockerd.log", "where dockerd's output is appended"),  # noqa: S108
     (
         "PIPELINE_WORKSPACES_ROOT",
         "/tmp/agent-pipeline-workspaces",  # noqa: S108
@@ -111,6 +112,7 @@ class Settings:
     dind_storage_driver: str
     dind_startup_timeout: float
     pipeline_root: Path
+    dind_log_file: Path = Path("/tmp/dockerd.log")  # noqa: S108
     workspace_existing: str = "keep"
 
     @classmethod
@@ -140,6 +142,7 @@ class Settings:
             pipeline_root=Path(
                 env.get("PIPELINE_WORKSPACES_ROOT") or "/tmp/agent-pipeline-workspaces"  # noqa: S108
             ),
+            dind_log_file=Path(env.get("DIND_LOG_FILE") or "/tmp/dockerd.log"),  # noqa: S108
             workspace_existing=_choice(
                 "WORKSPACE_EXISTING", env.get("WORKSPACE_EXISTING"), WORKSPACE_EXISTING_CHOICES
             ),

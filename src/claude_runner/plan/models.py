@@ -1,16 +1,39 @@
 """Pydantic models of the v1 pipeline plan, and the resolved plan the executor runs.
 
 Settings cascade defaults -> stage -> task; the most specific level that sets a value
-wins. The command line's ``--model`` sits above ``defaults`` (it replaces
+wins. ``model``, ``verbosity``, ``on_error`` and ``workspace`` may be set at every level;
+``read_only`` and ``allow_shared_writes`` only on a task (they describe what one agent
+does). The command line's ``--model`` sits above ``defaults`` (it replaces
 ``defaults.model``) but below stage and task settings.
+
+Types are strict where YAML and pydantic would otherwise guess: booleans must be YAML
+booleans (``"yes"`` in quotes is a string, not true), counts must be integers.
+Cross-field rules (unique ids, one prompt source, the parallel + shared guard) live in
+``rules`` so the loader can report each with its line; ``Plan`` re-checks them when it is
+built directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from claude_runner.plan import rules
 
 Model = Literal["sonnet", "opus"]
 Verbosity = Literal["text", "v", "vv"]
@@ -18,23 +41,62 @@ OnError = Literal["fail_fast", "continue"]
 WorkspaceKind = Literal["shared", "worktree", "snapshot_ro"]
 StageMode = Literal["sequential", "parallel"]
 
-_VERBOSITY_ALIASES = {"json": "v", "stream-json": "vv", "stream_json": "vv"}
+VERBOSITY_ALIASES = {"json": "v", "stream-json": "vv", "stream_json": "vv"}
+# Loader context key: the loader runs ``rules`` itself to locate each problem.
+SKIP_RULES = "skip_plan_rules"
 
 
 def _verbosity_alias(value: object) -> object:
     if isinstance(value, str):
-        return _VERBOSITY_ALIASES.get(value, value)
+        return VERBOSITY_ALIASES.get(value, value)
     return value
 
 
-VerbosityIn = Annotated[Verbosity, BeforeValidator(_verbosity_alias)]
+def _check_id(value: str) -> str:
+    if not rules.ID_RE.fullmatch(value):
+        raise PydanticCustomError("unsafe_id", rules.id_message(value))
+    return value
+
+
+def _check_prompt(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError(
+            "empty_prompt", "the prompt is empty: write the task for the agent"
+        )
+    return value
+
+
+def _check_prompt_file(value: str) -> str:
+    problem = rules.prompt_path_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_prompt_file", problem)
+    return value
+
+
+VerbosityIn = Annotated[
+    Verbosity,
+    BeforeValidator(_verbosity_alias),
+    WithJsonSchema({"enum": ["text", "v", "vv", *VERBOSITY_ALIASES]}),
+]
 Id = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Becomes a directory name: letters, digits, '_', '-', '.', "
-        "first character a letter or digit, at most 64 characters.",
+    StrictStr,
+    AfterValidator(_check_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rules.ID_PATTERN,
+            "minLength": 1,
+            "maxLength": rules.ID_MAX,
+        }
     ),
+]
+PromptText = Annotated[
+    StrictStr, AfterValidator(_check_prompt), WithJsonSchema({"type": "string", "pattern": r"\S"})
+]
+PromptPath = Annotated[
+    StrictStr,
+    AfterValidator(_check_prompt_file),
+    WithJsonSchema({"type": "string", "pattern": rules.PROMPT_PATH_PATTERN}),
 ]
 
 
@@ -48,7 +110,8 @@ class Settings(_Closed):
     model: Model | None = Field(default=None, description="Claude model alias.")
     verbosity: VerbosityIn | None = Field(
         default=None,
-        description="Agent output forwarded as events: text, v (json), vv (stream-json).",
+        description="Agent output forwarded as events: text, v (alias json), "
+        "vv (aliases stream-json, stream_json).",
     )
     on_error: OnError | None = Field(
         default=None, description="fail_fast stops the plan at the first failure; continue runs on."
@@ -58,30 +121,46 @@ class Settings(_Closed):
     )
 
 
-class Task(Settings):
-    """One agent run."""
+def _task_schema(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [{"required": ["prompt"]}, {"required": ["prompt_file"]}]
 
-    id: Id = Field(description="Unique within its stage.")
-    prompt: str | None = Field(default=None, description="The prompt text.")
-    prompt_file: str | None = Field(
-        default=None, description="Path of a UTF-8 prompt file, relative to the workspace."
+
+class Task(Settings):
+    """One agent run: exactly one of prompt or prompt_file."""
+
+    model_config = ConfigDict(json_schema_extra=_task_schema)
+
+    id: Id = Field(description="Unique within its stage; becomes a directory name.")
+    prompt: PromptText | None = Field(default=None, description="The prompt text (not empty).")
+    prompt_file: PromptPath | None = Field(
+        default=None,
+        description="Path of a UTF-8 prompt file, relative to the workspace, without '..'; "
+        "read when the task starts.",
     )
-    read_only: bool = Field(
+    read_only: StrictBool = Field(
         default=False,
         description="Declares the task does not write (required guard for parallel + shared).",
     )
-    allow_shared_writes: bool = Field(
+    allow_shared_writes: StrictBool = Field(
         default=False, description="Accepts concurrent writes to the shared workspace."
     )
+
+
+def _stage_schema(schema: dict[str, Any]) -> None:
+    # max_parallel only where it applies: a parallel stage.
+    schema["if"] = {"not": {"properties": {"mode": {"const": "parallel"}}, "required": ["mode"]}}
+    schema["then"] = {"not": {"required": ["max_parallel"]}}
 
 
 class Stage(Settings):
     """A group of tasks run one by one or in parallel."""
 
-    id: Id = Field(description="Unique within the plan.")
+    model_config = ConfigDict(json_schema_extra=_stage_schema)
+
+    id: Id = Field(description="Unique within the plan; becomes a directory name.")
     mode: StageMode = Field(default="sequential", description="sequential or parallel.")
-    max_parallel: int | None = Field(
-        default=None, ge=1, description="Parallel stages only: at most this many tasks at once."
+    max_parallel: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        default=None, description="Parallel stages only: at most this many tasks at once."
     )
     tasks: list[Task] = Field(min_length=1, description="The stage's tasks, in order.")
 
@@ -89,14 +168,20 @@ class Stage(Settings):
 class Plan(_Closed):
     """A v1 pipeline plan."""
 
+    model_config = ConfigDict(title="claude-runner pipeline plan v1")
+
     version: Literal["v1"] = Field(description="Plan format version; only v1.")
     defaults: Settings = Field(default_factory=Settings, description="Plan-wide settings.")
     stages: list[Stage] = Field(min_length=1, description="Stages, run in order.")
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> Plan:
-        # Cross-field rules live in the loader, which can point at lines; this guard
-        # keeps the model safe to use on its own.
+    def _cross_field_rules(self, info: ValidationInfo) -> Plan:
+        # The loader checks these itself (with lines); this keeps the model safe alone.
+        if isinstance(info.context, dict) and info.context.get(SKIP_RULES):
+            return self
+        found = rules.check_plan(self.model_dump(exclude_none=True))
+        if found:
+            raise ValueError("; ".join(f"{rules.dotted(loc)}: {msg}" for loc, msg in found))
         return self
 
 

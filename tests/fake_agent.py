@@ -6,12 +6,14 @@ the first word of the prompt picks the behaviour:
     ok                  init + a successful result
     sleep <s>           init, sleep, success
     crash               init, then SIGKILL itself (a crash by signal)
-    hang                init, start a grandchild in its own session, then sleep forever
+    hang                init, start a grandchild in its own session (its pid in an
+                        assistant line), then sleep forever
     flood <bytes>       init, that many bytes of assistant lines, then success
     invalid             init, invalid JSON lines, then success
     noresult            init, then exit 0 without a result message
     bigline <bytes>     init, one assistant line of that size, then success
     error               init, a result with is_error true, exit 1
+    secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _init() -> str:
     return session
 
 
-def _result(session: str, *, is_error: bool = False, text: str = "done") -> None:
+def _result(session: str, *, is_error: bool = False, text: str) -> None:
     _emit(
         {
             "type": "result",
@@ -57,7 +59,8 @@ def _assistant_line(size: int) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    prompt = argv[argv.index("-p") + 1] if "-p" in argv else sys.stdin.read()
+    after = argv[argv.index("-p") + 1 :] if "-p" in argv else []
+    prompt = after[0] if after and not after[0].startswith("--") else sys.stdin.read()
     words = prompt.split()
     mode = words[0] if words else "ok"
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
@@ -68,9 +71,10 @@ def main(argv: list[str]) -> int:
     elif mode == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     elif mode == "hang":
-        subprocess.Popen(  # a Bash-tool-like grandchild in a session of its own
+        child = subprocess.Popen(  # a Bash-tool-like grandchild in a session of its own
             [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
         )
+        _emit({"type": "assistant", "grandchild_pid": child.pid})
         while True:
             time.sleep(3600)
     elif mode == "flood":
@@ -87,10 +91,15 @@ def main(argv: list[str]) -> int:
     elif mode == "bigline":
         out.write(_assistant_line(arg))
         out.flush()
+    elif mode == "secret":
+        value = os.environ.get("ANTHROPIC_API_KEY", "")
+        _emit({"type": "assistant", "text": f"the key is {value}"})
+        _result(session, text=f"key={value}")
+        return 0
     elif mode == "error":
         _result(session, is_error=True, text="API Error: 500 overloaded")
         return 1
-    _result(session)
+    _result(session, text=f"done: prompt of {len(prompt)} characters")
     return 0
 
 

@@ -147,7 +147,7 @@ def run_pipeline(
     taskspace.ensure_writable(runs_root)
     plan_run_id = taskspace.new_plan_run_id()
     run_dir = runs_root / plan_run_id
-    run_dir.mkdir(mode=0o700)
+    run_dir.mkdir()  # secrets stay in the 0700 config dirs inside
     redactor = Redactor.from_env(env)
     writer = EventWriter(out, run_dir / "events.jsonl", redactor)
     settings = Settings.from_env(env)

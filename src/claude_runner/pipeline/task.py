@@ -41,6 +41,7 @@ from claude_runner.pipeline.events import (
 )
 from claude_runner.pipeline.result import TaskResult
 from claude_runner.plan.models import ResolvedTask
+from claude_runner.plan.promptfile import read_prompt_file
 
 STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
@@ -78,9 +79,7 @@ def _read_prompt(ctx: RunContext, task: ResolvedTask) -> str:
     if task.prompt.text is not None:
         return task.prompt.text
     assert task.prompt.file is not None  # noqa: S101 - the plan model guarantees one source
-    from claude_runner.plan import loader  # noqa: PLC0415
-
-    return str(loader.read_prompt_file(ctx.workspace, task.prompt.file))
+    return read_prompt_file(ctx.workspace, task.prompt.file)
 
 
 def _tail(path: Path) -> str:

@@ -1,0 +1,402 @@
+"""Executor behaviour under faults the real CLI cannot be made to produce on demand:
+crash by signal, hang, flood, invalid JSON lines, no result message, overlong lines.
+The agent is tests/fake_agent.py (fault injection only; features are proven with the
+real CLI in test_pipeline_cli.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from claude_runner import proc
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.plan.models import Plan, resolve
+from tests import fake_agent
+
+Events = list[dict[str, Any]]
+REPO = Path(__file__).resolve().parents[1]
+
+DRIVER = r"""
+import json, os, resource, signal, sys, threading
+from pathlib import Path
+from claude_runner.plan.models import Plan, resolve
+from claude_runner.pipeline.executor import run_pipeline
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+cancel = threading.Event()
+got = []
+
+def on_signal(signum, frame):
+    got.append(signum)
+    cancel.set()
+
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+rc = run_pipeline(
+    resolve(Plan.model_validate(spec["plan"])),
+    workspace=Path(spec["workspace"]),
+    plan_path=Path("plan.yml"),
+    claude_bin=spec["claude_bin"],
+    env=os.environ,
+    runs_root=Path(spec["runs_root"]),
+    cancel=cancel,
+    out=sys.stdout,
+)
+sys.stderr.write(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\n")
+sys.exit(128 + got[0] if got else rc)
+"""
+
+
+def plan_of(*stages: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    return {"version": "v1", "defaults": defaults, "stages": list(stages)}
+
+
+def stage(sid: str, *prompts: str, mode: str = "sequential", **extra: Any) -> dict[str, Any]:
+    tasks = [{"id": f"t{i}", "prompt": p} for i, p in enumerate(prompts)]
+    return {"id": sid, "mode": mode, "tasks": tasks, **extra}
+
+
+class Runner:
+    """Runs plans in-process with the fake agent in a scratch workspace."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.workspace = tmp / "ws"
+        self.workspace.mkdir()
+        self.runs_root = tmp / "runs"
+        self.claude_bin = fake_agent.install(tmp)
+        self.env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test-fake-secret-0123456789"}
+        self.tmp = tmp
+
+    def run(
+        self, plan: dict[str, Any], cancel: threading.Event | None = None
+    ) -> tuple[int, Events]:
+        out = io.StringIO()
+        code = run_pipeline(
+            resolve(Plan.model_validate(plan)),
+            workspace=self.workspace,
+            plan_path=Path("plan.yml"),
+            claude_bin=self.claude_bin,
+            env=self.env,
+            runs_root=self.runs_root,
+            cancel=cancel or threading.Event(),
+            out=out,
+        )
+        return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def spawn_driver(self, plan: dict[str, Any]) -> subprocess.Popen[bytes]:
+        spec = self.tmp / "spec.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "plan": plan,
+                    "workspace": str(self.workspace),
+                    "claude_bin": self.claude_bin,
+                    "runs_root": str(self.runs_root),
+                }
+            )
+        )
+        driver = self.tmp / "driver.py"
+        driver.write_text(DRIVER)
+        env = {**self.env, "PYTHONPATH": str(REPO / "src")}
+        return proc.spawn(
+            [sys.executable, str(driver), str(spec)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Runner:
+    return Runner(tmp_path)
+
+
+def result_of(events: Events) -> dict[str, Any]:
+    assert events[-1]["type"] == "pipeline_result"
+    return events[-1]
+
+
+def task(events: Events, stage_id: str, task_id: str) -> dict[str, Any]:
+    return next(
+        t
+        for t in result_of(events)["tasks"]
+        if t["stage_id"] == stage_id and t["task_id"] == task_id
+    )
+
+
+def of_type(events: Events, name: str) -> Events:
+    return [e for e in events if e["type"] == f"pipeline_event.{name}"]
+
+
+def marked_processes(plan_run_id: str) -> list[int]:
+    """Live processes (any parent) whose environment carries this run's task marker."""
+    found = []
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get("CLAUDE_RUNNER_TASK", "").startswith(plan_run_id + "/"):
+                found.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_crash_by_signal_fails_with_the_signal_name(runner: Runner) -> None:
+    code, events = runner.run(plan_of(stage("s", "crash")))
+    t = task(events, "s", "t0")
+    assert code == 1
+    assert (t["status"], t["exit_code"], t["signal"]) == ("failed", -9, "SIGKILL")
+    assert "no result message" in t["reason"]
+    assert "SIGKILL" in t["reason"]
+    assert t["session_id"] is not None  # bound from init before the crash
+
+
+def test_no_result_message_is_a_failure_even_with_exit_0(runner: Runner) -> None:
+    code, events = runner.run(plan_of(stage("s", "noresult")))
+    t = task(events, "s", "t0")
+    assert code == 1
+    assert (t["status"], t["exit_code"]) == ("failed", 0)
+    assert t["reason"].startswith("no result message from the CLI (exit code 0)")
+
+
+def test_invalid_json_lines_are_logged_and_forwarded_raw_at_vv(runner: Runner) -> None:
+    code, events = runner.run(plan_of(stage("s", "invalid", verbosity="vv")))
+    assert code == 0
+    raws = [e["raw"] for e in of_type(events, "task_output") if e["raw"] is not None]
+    assert raws == ['{"type": "result", broken', "not json at all", '{"type":"system"']
+    messages = [e["message"]["type"] for e in of_type(events, "task_output") if e["message"]]
+    assert messages == ["system", "result"]
+    log = Path(task(events, "s", "t0")["log"]).read_text()
+    assert "not json at all\n" in log
+
+
+def test_verbosity_v_forwards_only_the_result_and_text_nothing(runner: Runner) -> None:
+    _, events = runner.run(plan_of(stage("a", "invalid", verbosity="v"), stage("b", "ok")))
+    outputs = of_type(events, "task_output")
+    assert [(e["stage_id"], e["message"]["type"]) for e in outputs] == [("a", "result")]
+    assert len(of_type(events, "task_session_bind")) == 2  # at every verbosity
+
+
+def test_overlong_line_is_logged_whole_but_not_parsed(runner: Runner) -> None:
+    size = 64 * 1024 * 1024 + 4096
+    code, events = runner.run(plan_of(stage("s", f"bigline {size}")))
+    t = task(events, "s", "t0")
+    assert code == 0  # the result line after it is still found
+    assert t["notes"] == [f"an output line of {size - 1} bytes exceeded 64 MiB: logged, not parsed"]
+    lines = Path(t["log"]).read_bytes().split(b"\n")
+    assert len(lines[1]) == size - 1
+    assert lines[1].endswith(b'"}]}}')
+
+
+def test_a_64_mib_line_is_handled(runner: Runner) -> None:
+    size = 64 * 1024 * 1024 + 1  # 64 MiB and its newline
+    code, events = runner.run(plan_of(stage("s", f"bigline {size}", verbosity="vv")))
+    t = task(events, "s", "t0")
+    assert code == 0
+    assert t["notes"] == []
+    big = [e for e in of_type(events, "task_output") if e["message"] and "message" in e["message"]]
+    assert len(big[0]["message"]["message"]["content"][0]["text"]) > 64 * 1024 * 1024 - 100
+
+
+def test_continue_runs_every_task_after_failures(runner: Runner) -> None:
+    code, events = runner.run(
+        plan_of(stage("a", "crash", "ok"), stage("b", "noresult", "ok"), on_error="continue")
+    )
+    statuses = [(t["stage_id"], t["task_id"], t["status"]) for t in result_of(events)["tasks"]]
+    assert statuses == [
+        ("a", "t0", "failed"),
+        ("a", "t1", "succeeded"),
+        ("b", "t0", "failed"),
+        ("b", "t1", "succeeded"),
+    ]
+    assert code == 1
+    assert result_of(events)["status"] == "failed"
+
+
+def test_fail_fast_cancels_a_hanging_task_and_skips_the_rest(runner: Runner) -> None:
+    plan = plan_of(
+        stage(
+            "a",
+            "hang",
+            "sleep 1",
+            "ok",
+            "ok",
+            mode="parallel",
+            max_parallel=2,
+            workspace="worktree",
+        ),
+        stage("b", "ok"),
+        on_error="fail_fast",
+    )
+    # t1 "sleep 1" -> make it fail: crash after the hang started.
+    plan["stages"][0]["tasks"][1]["prompt"] = "crash"
+    code, events = runner.run(plan)
+    assert code == 1
+    assert task(events, "a", "t0")["status"] == "cancelled"
+    assert task(events, "a", "t0")["reason"] == "fail_fast: task a/t1 failed"
+    assert task(events, "a", "t1")["status"] == "failed"
+    assert [task(events, s, t)["status"] for s, t in [("a", "t2"), ("a", "t3"), ("b", "t0")]] == [
+        "skipped"
+    ] * 3
+    finishes = {(e["stage_id"], e["task_id"]) for e in of_type(events, "task_finish")}
+    assert finishes == {("a", "t0"), ("a", "t1"), ("a", "t2"), ("a", "t3"), ("b", "t0")}
+    assert [e["stage_id"] for e in of_type(events, "stage_finish")] == ["a", "b"]
+    assert len(of_type(events, "task_start")) == 2
+    run_id = result_of(events)["plan_run_id"]
+    assert marked_processes(run_id) == []
+    log = Path(task(events, "a", "t0")["log"]).read_text()
+    grandchild = json.loads(log.splitlines()[1])["grandchild_pid"]
+    assert not alive(grandchild)
+
+
+def test_a_cancel_before_the_run_skips_everything_but_reports_it(runner: Runner) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    code, events = runner.run(plan_of(stage("a", "ok", "ok"), stage("b", "ok")), cancel)
+    assert code == 1
+    assert result_of(events)["status"] == "cancelled"
+    assert [t["status"] for t in result_of(events)["tasks"]] == ["skipped"] * 3
+    assert of_type(events, "task_start") == []
+    assert len(of_type(events, "task_finish")) == 3
+
+
+def test_long_prompt_goes_through_stdin(runner: Runner) -> None:
+    prompt = "ok " + "x" * 300_000  # beyond what one argv string may hold
+    code, events = runner.run(plan_of(stage("s", prompt)))
+    t = task(events, "s", "t0")
+    assert code == 0
+    assert t["result"] == f"done: prompt of {len(prompt)} characters"
+
+
+def test_secrets_are_masked_in_log_events_and_result(runner: Runner) -> None:
+    secret = runner.env["ANTHROPIC_API_KEY"]
+    code, events = runner.run(plan_of(stage("s", "secret", verbosity="vv")))
+    assert code == 0
+    t = task(events, "s", "t0")
+    run_dir = Path(result_of(events)["run_dir"])
+    for path in [Path(t["log"]), run_dir / "events.jsonl", run_dir / "result.json"]:
+        text = path.read_text()
+        assert secret not in text
+        assert "***" in text
+    assert t["result"] == "key=***"
+
+
+def test_run_directory_layout(runner: Runner) -> None:
+    code, events = runner.run(plan_of(stage("s", "ok", workspace="worktree")))
+    assert code == 0
+    run_dir = Path(result_of(events)["run_dir"])
+    assert run_dir.parent == runner.runs_root
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".claude-config",
+        "events.jsonl",
+        "result.json",
+        "s",
+    ]
+    assert sorted(p.name for p in (run_dir / "s").iterdir()) == ["t0", "t0.log", "t0.stderr.log"]
+    assert json.loads((run_dir / "result.json").read_text()) == result_of(events)
+    jsonl = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert jsonl == events
+    config = run_dir / ".claude-config" / "s" / "t0"
+    assert (config.stat().st_mode & 0o777) == 0o700
+
+
+def read_events_until(
+    child: subprocess.Popen[bytes], done: threading.Event, sink: list[dict[str, Any]]
+) -> None:
+    assert child.stdout is not None
+    for line in child.stdout:
+        sink.append(json.loads(line))
+    done.set()
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_run_finishes_every_event_and_leaves_no_process(
+    runner: Runner, signum: int, code: int
+) -> None:
+    plan = plan_of(
+        stage("a", "hang", "hang", mode="parallel", workspace="worktree"),
+        stage("b", "ok"),
+    )
+    child = runner.spawn_driver(plan)
+    events: Events = []
+    eof = threading.Event()
+    threading.Thread(target=read_events_until, args=(child, eof, events), daemon=True).start()
+    wait_for(lambda: len(of_type(events, "task_session_bind")) == 2, "both hanging tasks to start")
+    child.send_signal(signum)
+    assert child.wait(timeout=60) == code
+    wait_for(eof.is_set, "the end of the runner's stdout")
+    assert [t["status"] for t in result_of(events)["tasks"]] == [
+        "cancelled",
+        "cancelled",
+        "skipped",
+    ]
+    assert result_of(events)["status"] == "cancelled"
+    assert len(of_type(events, "task_finish")) == 3
+    assert len(of_type(events, "stage_finish")) == 2
+    assert len(of_type(events, "plan_finish")) == 1
+    assert marked_processes(result_of(events)["plan_run_id"]) == []
+    assert not [p for p in psutil.process_iter() if _descends_from(p, child.pid)]
+
+
+def _descends_from(p: psutil.Process, pid: int) -> bool:
+    try:
+        return any(a.pid == pid for a in p.parents())
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_a_1_gb_flood_keeps_the_runner_small(runner: Runner) -> None:
+    child = runner.spawn_driver(plan_of(stage("s", f"flood {1024**3}")))
+    out, err = child.communicate(timeout=240)
+    events = [json.loads(x) for x in out.splitlines()]
+    assert child.returncode == 0, err
+    t = task(events, "s", "t0")
+    assert Path(t["log"]).stat().st_size > 1024**3
+    maxrss_kb = int(err.decode().rsplit("maxrss_kb=", 1)[1])
+    assert maxrss_kb < 100 * 1024, f"runner peak RSS {maxrss_kb} KiB"
+
+
+def test_prompt_file_is_read_at_task_start_and_a_missing_one_fails_the_task(
+    runner: Runner,
+) -> None:
+    writer = {"id": "w", "tasks": [{"id": "mk", "prompt": "ok"}]}
+    reader = {
+        "id": "r",
+        "tasks": [{"id": "good", "prompt_file": "p.md"}, {"id": "bad", "prompt_file": "nope.md"}],
+    }
+    (runner.workspace / "p.md").write_text("sleep 0 " + "y" * 10)
+    code, events = runner.run(plan_of(writer, reader, on_error="continue"))
+    assert code == 1
+    assert task(events, "r", "good")["result"] == "done: prompt of 18 characters"
+    bad = task(events, "r", "bad")
+    assert bad["status"] == "failed"
+    assert "nope.md" in bad["reason"]
+    assert "prompt file not found" in bad["reason"]

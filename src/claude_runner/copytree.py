@@ -88,8 +88,10 @@ def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
 def _check_source(src: Path) -> Path:
     try:
         resolved = src.resolve(strict=True)
+    except FileNotFoundError:
+        raise WorkspaceError(f"cannot copy {src}: it does not exist") from None
     except (OSError, RuntimeError) as exc:
-        raise WorkspaceError(f"cannot copy {src}: it does not exist ({_reason(exc)})") from None
+        raise WorkspaceError(f"cannot copy {src}: {_reason(exc)}") from None
     if not resolved.is_dir():
         raise WorkspaceError(f"cannot copy {src}: it is not a directory")
     return resolved
@@ -101,20 +103,23 @@ def _check_target(source: Path, dst: Path) -> Path:
     target = Path(os.path.abspath(dst))
     if target.is_symlink() and not target.exists():
         raise WorkspaceError(f"cannot copy into {dst}: it is a dangling symlink")
+    real = target.resolve()
+    if real == source:
+        raise WorkspaceError(f"cannot copy {source} into {dst}: it is the same directory")
+    if real.is_relative_to(source) or source.is_relative_to(real):
+        raise WorkspaceError(
+            f"cannot copy {source} into {dst}: one directory lies inside the other"
+        )
     if target.exists():
         if not target.is_dir():
             raise WorkspaceError(f"cannot copy into {dst}: it exists and is not a directory")
         try:
-            non_empty = any(os.scandir(target))
+            with os.scandir(target) as entries:
+                non_empty = any(True for _ in entries)
         except OSError as exc:
             raise WorkspaceError(f"cannot copy into {dst}: {_reason(exc)}") from None
         if non_empty:
             raise WorkspaceError(f"cannot copy into {dst}: the directory is not empty")
-    real = target.resolve()
-    if real == source or real.is_relative_to(source) or source.is_relative_to(real):
-        raise WorkspaceError(
-            f"cannot copy {source} into {dst}: one directory lies inside the other"
-        )
     return target
 
 

@@ -1,0 +1,127 @@
+"""Shared fixtures: per-test isolation, the stand-in Messages API, and the real CLI.
+
+Every test gets its own HOME and an environment without credentials or runner settings
+from the developer's shell. ``claude_env`` is a complete environment that runs the real
+pinned Claude Code CLI offline against ``fake_api``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from claude_runner import proc
+from claude_runner.config import ENV_VARS
+from tests.fakeapi import FakeMessagesAPI
+
+REPO = Path(__file__).resolve().parents[1]
+PINNED_CLI = REPO / "tools" / "claude-code" / "node_modules" / ".bin" / "claude"
+# Dummy credentials, distinctive so tests can assert they never leak into output.
+DUMMY_API_KEY = "sk-fake-test-key-0123456789abcdefghij"
+
+SECRETS = ("GH_TOKEN", "GITHUB_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY")
+# Variables that would point the CLI or the runner at something outside the test.
+_FOREIGN = (
+    *SECRETS,
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "CLAUDE_CONFIG_DIR",
+    "XDG_CONFIG_HOME",
+    "IS_SANDBOX",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_CONFIG_GLOBAL",
+    *(name for entry in ENV_VARS for name in entry[0].split(" / ")),
+)
+
+RunRunner = Callable[..., proc.Completed]
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Own HOME per test (git global config, ~/.claude.json land there) and no
+    credentials or runner settings inherited from the shell."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in _FOREIGN:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeMessagesAPI]:
+    api = FakeMessagesAPI().start()
+    try:
+        yield api
+    finally:
+        api.stop()
+    assert not api.live_threads(), f"fake API threads outlived stop(): {api.live_threads()}"
+
+
+@pytest.fixture
+def claude_bin() -> str:
+    """The pinned real CLI; missing it fails in CI and skips elsewhere."""
+    path = os.environ.get("CLAUDE_RUNNER_TEST_CLI") or str(PINNED_CLI)
+    if not os.access(path, os.X_OK):
+        reason = f"Claude Code CLI not found at {path}: run scripts/setup-dev.sh"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def claude_env(fake_api: FakeMessagesAPI, claude_bin: str) -> dict[str, str]:
+    """A full environment that runs the real CLI offline against ``fake_api``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANTHROPIC_BASE_URL": fake_api.url,
+            "ANTHROPIC_API_KEY": DUMMY_API_KEY,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            # The CLI refuses --dangerously-skip-permissions as root unless exactly "1".
+            "IS_SANDBOX": "1",
+            "CLAUDE_BIN": claude_bin,
+        }
+    )
+    return env
+
+
+def run_claude(
+    claude_bin: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    cwd: Path,
+    timeout: float = 120.0,
+) -> proc.Completed:
+    """The raw CLI in print mode, stdin from /dev/null."""
+    return proc.run(
+        [claude_bin, "--dangerously-skip-permissions", *args], cwd=cwd, env=env, timeout=timeout
+    )
+
+
+def run_runner_process(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    timeout: float = 180.0,
+) -> proc.Completed:
+    """``python -m claude_runner ARGS`` with stdin from /dev/null, output captured.
+    Goes through claude_runner.proc, so a timeout kills the whole process group."""
+    return proc.run(
+        [sys.executable, "-m", "claude_runner", *args], cwd=cwd or REPO, env=env, timeout=timeout
+    )
+
+
+@pytest.fixture
+def run_runner() -> RunRunner:
+    return run_runner_process

@@ -121,6 +121,13 @@ class _PlanLoader(yaml.SafeLoader):
             )
 
 
+_HINTS = (
+    ("'\\t'", "; YAML indents with spaces, not tabs"),
+    ("mapping values are not allowed", "; put quotes around a value that contains ': '"),
+    ("expected <block end>", "; check the indentation of this line"),
+)
+
+
 def _syntax_message(err: yaml.YAMLError) -> tuple[str, Pos | None]:
     if isinstance(err, yaml.MarkedYAMLError):
         text = err.problem or "invalid YAML"
@@ -129,8 +136,7 @@ def _syntax_message(err: yaml.YAMLError) -> tuple[str, Pos | None]:
             cm, pm = err.context_mark, err.problem_mark
             if cm is not None and pm is not None and cm.line != pm.line:
                 text += f" (the construct starts at line {cm.line + 1})"
-        if "'\\t'" in text:
-            text += "; YAML indents with spaces, not tabs"
+        text += next((hint for needle, hint in _HINTS if needle in text), "")
         pos = _pos(err.problem_mark) if err.problem_mark is not None else None
         return f"invalid YAML: {text}", pos
     return f"invalid YAML: {err}", None
@@ -232,24 +238,30 @@ class _Builder:
 
 def read_yaml(text: str) -> Document | None:
     """Parse one YAML document; None when it holds no node (empty or only comments)."""
-    loader = _PlanLoader(text)
+    loader = None
     try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError as err:  # belt and braces: MAX_DEPTH should come first
-            raise YamlStop(f"the YAML nests too deeply (limit {MAX_DEPTH})", None) from err
-        except yaml.YAMLError as err:
-            message, pos = _syntax_message(err)
-            if isinstance(err, yaml.reader.ReaderError):
-                pos = _offset_pos(text, err.position)
-            raise YamlStop(message, pos) from err
-        if node is None:
-            return None
-        doc = Document(data=None)
-        doc.data = _Builder(loader, doc).build(node, ())
-        return doc
+        loader = _PlanLoader(text)  # the reader checks for unprintable characters here
+        node = loader.get_single_node()
+    except RecursionError as err:  # belt and braces: MAX_DEPTH should come first
+        raise YamlStop(f"the YAML nests too deeply (limit {MAX_DEPTH})", None) from err
+    except yaml.reader.ReaderError as err:
+        char = err.character
+        code = char if isinstance(char, int) else ord(char)
+        raise YamlStop(
+            f"invalid YAML: the character U+{code:04X} is not allowed in YAML; remove it",
+            _offset_pos(text, err.position),
+        ) from err
+    except yaml.YAMLError as err:
+        message, pos = _syntax_message(err)
+        raise YamlStop(message, pos) from err
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    if node is None:
+        return None
+    doc = Document(data=None)
+    doc.data = _Builder(loader, doc).build(node, ())
+    return doc
 
 
 def _offset_pos(text: str, offset: int) -> Pos:

@@ -77,6 +77,7 @@ class _State:
     rules: list[_Rule] = field(default_factory=list)
     default: tuple[Reply, ...] = (Text("ok"),)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     connections: set[socket.socket] = field(default_factory=set)
@@ -245,7 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif is_title_request(body):
             self._answer(body, Text(json.dumps({"title": TITLE})))
         else:
-            self._answer(body, self.server.pick(body))
+            self._answer(
+                body, self.server.pick(body, {k.lower(): v for k, v in self.headers.items()})
+            )
 
     def _answer(self, body: dict[str, Any], reply: Reply) -> None:
         state = self.server.state
@@ -297,11 +300,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.thread_prefix = f"fakeapi-{self.server_address[1]}"
 
-    def pick(self, body: dict[str, Any]) -> Reply:
+    def pick(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         """Record the request and choose its reply from the rules."""
         text = first_user_text(body)
         with self.state.lock:
             self.state.requests.append(body)
+            self.state.headers.append(headers)
             replies = next(
                 (r.replies for r in self.state.rules if r.marker in text), self.state.default
             )
@@ -330,6 +334,12 @@ class FakeMessagesAPI:
         """The /v1/messages bodies received so far (title requests excluded)."""
         with self._state.lock:
             return list(self._state.requests)
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        """The HTTP headers (lower-cased names) of each entry of ``requests``, in order."""
+        with self._state.lock:
+            return list(self._state.headers)
 
     def on(self, marker: str, *replies: Reply) -> None:
         """Script conversations whose first user message contains ``marker``; the first

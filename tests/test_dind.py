@@ -1,0 +1,371 @@
+"""Docker-in-Docker against a real dockerd (marked docker + root), plus the pure parts.
+
+The daemon under test runs in namespaces of its own (see ``tests/dind_helpers.py``), so
+the host's engine is neither seen nor disturbed and the runner uses its default paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from socketserver import UnixStreamServer
+
+import pytest
+
+from claude_runner import dind, proc
+from tests.conftest import DUMMY_API_KEY, REPO
+from tests.dind_helpers import (
+    DAEMON_NAMES,
+    Forwarder,
+    LineReader,
+    NetNamespace,
+    net_namespace,
+    ns_report,
+    processes_in,
+    require_engine,
+    tiny_image_tar,
+    wait_until_empty,
+)
+from tests.fakeapi import FakeMessagesAPI, Hang, Text, ToolUse
+
+RUNNER = [sys.executable, "-m", "claude_runner"]
+DRIVER = [sys.executable, "-m", "tests.dind_driver"]
+
+
+# --- pure parts --------------------------------------------------------------------
+
+
+def test_argv_as_root_and_through_sudo() -> None:
+    root = dind.build_argv("/usr/sbin/dockerd", "vfs", as_root=True)
+    assert root == [
+        "/usr/sbin/dockerd",
+        "--storage-driver",
+        "vfs",
+        "--host",
+        "unix:///var/run/docker.sock",
+        "--pidfile",
+        "/var/run/docker.pid",
+    ]
+    assert dind.build_argv("/usr/sbin/dockerd", "vfs", as_root=False) == ["sudo", "-n", *root]
+
+
+class _PingHandler(BaseHTTPRequestHandler):
+    answer = b"OK"
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/_ping" else 404)
+        self.send_header("Content-Length", str(len(self.answer)))
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _UnixHTTPServer(UnixStreamServer):
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        sock, _ = super().get_request()
+        return sock, ("local", 0)  # BaseHTTPRequestHandler wants a (host, port)
+
+
+@pytest.fixture
+def ping_server(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "api.sock"
+    server = _UnixHTTPServer(str(path), _PingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield path
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_ping_needs_ok_from_the_socket(
+    ping_server: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert dind.ping(ping_server) is True
+    monkeypatch.setattr(_PingHandler, "answer", b"starting")
+    assert dind.ping(ping_server) is False
+    assert dind.ping(tmp_path / "absent.sock") is False
+
+
+# --- real dockerd ------------------------------------------------------------------
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNamespace]:
+    require_engine()
+    with net_namespace() as ns:
+        yield ns
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DIND_LOG_FILE=str(tmp_path / "dockerd.log"), ENABLE_DIND="1", **extra)
+    return env
+
+
+def _run_in_ns(
+    netns: NetNamespace,
+    command: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    data_root: str = "tmpfs",
+    timeout: float = 120,
+) -> tuple[proc.Completed, dict[str, str]]:
+    argv = netns.argv(command, data_root=data_root, scratch=tmp_path / "scratch")  # type: ignore[arg-type]
+    done = proc.run(argv, cwd=REPO, env=env, timeout=timeout)
+    report = ns_report(done.stdout)
+    assert "mnt" in report, done.stdout + done.stderr
+    left = wait_until_empty(report["mnt"])
+    assert left == [], f"processes left behind: {left}"
+    assert report.get("left") == "", f"left in /run after the run: {report.get('left')}"
+    return done, report
+
+
+def _driver_result(done: proc.Completed) -> dict[str, object]:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, done.stdout + done.stderr
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_start_ready_then_stop(netns: NetNamespace, tmp_path: Path) -> None:
+    done, _ = _run_in_ns(netns, DRIVER, _env(tmp_path), tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 0, result
+    assert result["chosen"] == result["api_driver"] == "overlay2"
+    assert result["ping_ready"] is True
+    assert result["ping_after_stop"] is False
+    assert result["env"] == {"DOCKER_HOST": "unix:///var/run/docker.sock"}
+    assert result["notices"] == [
+        f"dockerd ready (storage driver overlay2, log {tmp_path / 'dockerd.log'})"
+    ]
+    log = (tmp_path / "dockerd.log").read_text()
+    assert "--storage-driver overlay2" in log
+    # The daemon got no secrets from the runner's environment.
+    assert DUMMY_API_KEY not in log
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_overlay2_falls_back_to_vfs_on_an_overlay_data_root(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, ANTHROPIC_API_KEY=DUMMY_API_KEY)
+    done, _ = _run_in_ns(netns, DRIVER, env, tmp_path, data_root="overlay")
+    result = _driver_result(done)
+    assert done.returncode == 0, result
+    assert result["chosen"] == result["api_driver"] == "vfs"
+    notices = result["notices"]
+    assert isinstance(notices, list)
+    assert notices[0].startswith("dockerd with storage driver overlay2 exited with code")
+    assert notices[0].endswith("retrying with vfs")
+    log = (tmp_path / "dockerd.log").read_text()
+    assert log.index("--storage-driver overlay2") < log.index("--storage-driver vfs")
+    assert DUMMY_API_KEY not in log
+
+
+def _hanging_dockerd(tmp_path: Path) -> Path:
+    """Fault injection: a `dockerd` that never answers and ignores SIGTERM."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dockerd"
+    fake.write_text(
+        '#!/bin/sh\necho "fake dockerd $*"\necho $$ >> "$(dirname "$0")/pids"\n'
+        "trap '' TERM\nwhile :; do sleep 1; done\n"
+    )
+    fake.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_readiness_timeout_on_both_drivers_is_one_clear_error(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    bin_dir = _hanging_dockerd(tmp_path)
+    env = _env(
+        tmp_path,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        DIND_STARTUP_TIMEOUT_SEC="1",
+        DIND_TEST_STOP_GRACE="1",  # the fake ignores SIGTERM: reach SIGKILL sooner
+    )
+    done, _ = _run_in_ns(netns, DRIVER, env, tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 2
+    assert result["error_type"] == "DaemonError"
+    error = str(result["error"])
+    assert error.startswith(
+        "Docker-in-Docker did not start (overlay2: did not answer _ping within 1s; "
+        "vfs: did not answer _ping within 1s)."
+    )
+    assert "fake dockerd --storage-driver vfs" in error  # the log's last lines are quoted
+    assert error.endswith(
+        "Most likely the container is not running with --privileged "
+        "(docker run --privileged ...), which dockerd needs."
+    )
+    assert result["notices"] == [
+        "dockerd with storage driver overlay2 did not answer _ping within 1s; retrying with vfs"
+    ]
+    pids = [int(p) for p in (bin_dir / "pids").read_text().split()]
+    assert len(pids) == 2  # both attempts ran, and _run_in_ns found neither left
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_real_daemon_not_ready_in_time_is_stopped_and_cleaned(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    # No dockerd answers within a millisecond: both attempts time out mid-start, and
+    # _run_in_ns checks that no daemon, pid file or socket survives them.
+    env = _env(tmp_path, DIND_STARTUP_TIMEOUT_SEC="0.001")
+    done, _ = _run_in_ns(netns, DRIVER, env, tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 2, result
+    assert "overlay2: did not answer _ping within 0.001s; vfs:" in str(result["error"])
+    log = (tmp_path / "dockerd.log").read_text()
+    assert "--storage-driver overlay2" in log
+    assert "--storage-driver vfs" in log
+
+
+# --- through the runner ------------------------------------------------------------
+
+
+def _workspace_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "README").write_text("dind test\n")
+    env.update(
+        SOURCE_WORKSPACE_DIR=str(source),
+        WORKSPACE_DIR=str(tmp_path / "workspace"),
+        PIPELINE_WORKSPACES_ROOT=str(tmp_path / "runs"),
+    )
+    return env
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_mounted_socket_is_refused_before_anything_starts(
+    netns: NetNamespace, tmp_path: Path, claude_env: dict[str, str]
+) -> None:
+    env = _workspace_env(_env(tmp_path, **claude_env, ENABLE_DIND="yes"), tmp_path)
+    bind = "import socket; socket.socket(socket.AF_UNIX).bind('/var/run/docker.sock')"
+    command = ["sh", "-c", f'{sys.executable} -c "{bind}" && exec "$@"', "sh", *RUNNER, "hi"]
+    argv = netns.argv(command, data_root="tmpfs", scratch=tmp_path / "scratch")
+    done = proc.run(argv, cwd=REPO, env=env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "claude-runner: error: ENABLE_DIND is on but /var/run/docker.sock already exists "
+        "(mounted from the host?): mounting an external Docker socket together with DinD is "
+        "not allowed; drop the socket mount or set ENABLE_DIND=0"
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "workspace").exists()  # refused before the copy
+    assert not (tmp_path / "dockerd.log").exists()  # and before any daemon
+
+
+def _bash(command: str) -> ToolUse:
+    return ToolUse("Bash", {"command": command, "description": "docker check"})
+
+
+def _tool_results(api: FakeMessagesAPI) -> str:
+    return json.dumps(api.requests)
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.cli
+def test_agent_runs_a_container_through_the_inner_daemon(
+    netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
+) -> None:
+    image = tiny_image_tar(tmp_path / "tiny.tar")
+    fake_api.on(
+        "dind-agent-check",
+        _bash(
+            'echo "host=$DOCKER_HOST"; '
+            f"docker import {image} tiny:1 >/dev/null && docker run --rm tiny:1 /true "
+            "&& echo inner-run-ok; docker info --format 'driver={{.Driver}}'"
+        ),
+        Text("all done"),
+    )
+    env = _workspace_env(_env(tmp_path, **claude_env), tmp_path)
+    forwarder = Forwarder(netns.path, int(fake_api.url.rsplit(":", 1)[1].strip("/")))
+    try:
+        done, report = _run_in_ns(netns, [*RUNNER, "dind-agent-check"], env, tmp_path)
+    finally:
+        forwarder.close()
+    assert done.returncode == 0, done.stderr
+    assert report["rc"] == "0"
+    assert "all done" in done.stdout
+    results = _tool_results(fake_api)
+    assert "host=unix:///var/run/docker.sock" in results
+    assert "inner-run-ok" in results
+    assert "driver=overlay2" in results
+    assert "dockerd ready (storage driver overlay2" in done.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.cli
+def test_sigterm_mid_run_stops_agent_then_daemon_and_leaves_nothing(
+    netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
+) -> None:
+    image = tiny_image_tar(tmp_path / "tiny.tar")
+    fake_api.on(
+        "dind-sigterm-check",
+        _bash(
+            f"docker import {image} tiny:1 >/dev/null && "
+            "docker run -d --stop-timeout 1 tiny:1 /sleep 1000 >/dev/null && echo started"
+        ),
+        Hang(120),
+    )
+    env = _workspace_env(_env(tmp_path, **claude_env), tmp_path)
+    forwarder = Forwarder(netns.path, int(fake_api.url.rsplit(":", 1)[1].strip("/")))
+    argv = netns.argv(
+        [*RUNNER, "dind-sigterm-check"], data_root="tmpfs", scratch=tmp_path / "scratch"
+    )
+    child = proc.spawn(argv, cwd=REPO, env=env, stdout=subprocess.PIPE)
+    out = LineReader(child)
+    try:
+        mnt = out.wait_for("NS mnt=", 30).split("=", 1)[1]
+        _wait(lambda: len(fake_api.requests) >= 2, 90, "the agent's second turn")
+        assert "started" in _tool_results(fake_api)
+        names = {cmd.split()[0].rsplit("/", 1)[-1] for _, cmd in processes_in(mnt)}
+        assert {"dockerd", "containerd", "containerd-shim-runc-v2"} <= names
+        runner = [
+            pid
+            for pid, cmd in processes_in(mnt)
+            if cmd.startswith(sys.executable) and "claude_runner" in cmd
+        ]
+        assert len(runner) == 1, processes_in(mnt)
+        os.kill(runner[0], signal.SIGTERM)
+        assert child.wait(timeout=90) == 128 + signal.SIGTERM
+    finally:
+        forwarder.close()
+        if child.poll() is None:
+            proc.stop(child, grace=2)
+    report = ns_report(out.text())
+    assert report["left"] == ""
+    left = wait_until_empty(mnt)
+    assert left == [], f"left behind: {left}"
+    assert not [p for p in left if p[1].split()[0].rsplit("/", 1)[-1] in DAEMON_NAMES]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)

@@ -40,13 +40,15 @@ def _read_bytes(path: Path, file: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise _fail(file, "plan file not found") from None
-    except IsADirectoryError:
-        raise _fail(file, "this is a directory, not a plan file") from None
     except OSError as err:
         raise _fail(file, f"cannot open the plan file: {err.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise _fail(file, "this is a directory, not a plan file")
+        raise _fail(file, "not a regular file; give the path of a YAML plan file")
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _fail(file, "not a regular file; give the path of a YAML plan file")
         try:
             raw = fh.read(MAX_PLAN_BYTES + 1)
         except OSError as err:

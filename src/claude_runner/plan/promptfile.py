@@ -39,9 +39,10 @@ def read_prompt_file(workspace: Path, rel: str) -> str:
         ) from None
     except OSError as err:
         raise _fail(rel, f"cannot open the prompt file: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _fail(rel, "the prompt file is not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _fail(rel, "the prompt file is not a regular file")
         raw = fh.read(MAX_PROMPT_BYTES + 1)
     if len(raw) > MAX_PROMPT_BYTES:
         raise _fail(rel, f"the prompt file is larger than {MAX_PROMPT_BYTES} bytes, the limit")

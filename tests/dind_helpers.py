@@ -244,6 +244,11 @@ class Forwarder:
             threading.Thread(target=self._relay, args=(inside,), daemon=True).start()
 
     def _relay(self, inside: socket.socket) -> None:
+        # A peer that resets (the CLI killed mid-request) just ends the relay.
+        with contextlib.suppress(OSError):
+            self._pump(inside)
+
+    def _pump(self, inside: socket.socket) -> None:
         with inside, socket.create_connection(("127.0.0.1", self._port)) as outside:
             sel = selectors.DefaultSelector()
             sel.register(inside, selectors.EVENT_READ, outside)

@@ -110,7 +110,8 @@ def netns() -> Iterator[NetNamespace]:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(DIND_LOG_FILE=str(tmp_path / "dockerd.log"), ENABLE_DIND="1", **extra)
+    env.update(DIND_LOG_FILE=str(tmp_path / "dockerd.log"), ENABLE_DIND="1")
+    env.update(extra)
     return env
 
 
@@ -282,7 +283,22 @@ def _bash(command: str) -> ToolUse:
 
 
 def _tool_results(api: FakeMessagesAPI) -> str:
-    return json.dumps(api.requests)
+    """The text of every tool_result the CLI sent back (not the commands themselves)."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "tool_result":
+                found.append(json.dumps(node.get("content")))
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(api.requests)
+    return "\n".join(found)
 
 
 @pytest.mark.docker

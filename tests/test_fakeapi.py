@@ -16,6 +16,7 @@ import pytest
 from claude_runner import proc
 from tests.conftest import run_claude
 from tests.fakeapi import (
+    TITLE,
     FakeMessagesAPI,
     Hang,
     HttpError,
@@ -235,21 +236,38 @@ def test_plain_json_reply_error_body_and_other_paths(fake_api: FakeMessagesAPI) 
 
 def test_title_requests_are_answered_but_not_recorded(fake_api: FakeMessagesAPI) -> None:
     fake_api.default(HttpError(500, "api_error", "a title request must not reach the rules"))
+    # The shape the CLI 2.1.332 sends in interactive mode (when non-essential traffic is
+    # allowed): no tools, a JSON schema with one "title" property, the prompt in <session>.
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+        "additionalProperties": False,
+    }
     body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": "<session>\nfix the parser\n</session>"}],
-        "system": [{"type": "text", "text": 'Return JSON with a single "title" field.'}],
-        "output_config": {
-            "format": {
-                "type": "json_schema",
-                "schema": {"type": "object", "properties": {"title": {"type": "string"}}},
-            }
-        },
+        "model": "claude-opus-5-5",
+        "max_tokens": 128000,
+        "stream": True,
+        "tools": [],
+        "system": [
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+            {"type": "text", "text": 'Return JSON with a single "title" field.'},
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "<session>\nfix it\n</session>"}]}
+        ],
+        "output_config": {"effort": "medium", "format": {"type": "json_schema", "schema": schema}},
     }
     assert is_title_request(body)
-    status, raw = _post(fake_api.url, body)
+    assert is_title_request({**body, "system": []})  # the schema alone is enough
+    assert is_title_request({k: v for k, v in body.items() if k != "output_config"})
+    status, raw = _post(fake_api.url, {**body, "stream": False})
     assert status == 200
-    assert "title" in json.loads(json.loads(raw)["content"][0]["text"])
+    assert json.loads(json.loads(raw)["content"][0]["text"]) == {"title": TITLE}
     assert fake_api.requests == []
-    # The same request with tools is a real turn.
-    assert not is_title_request({**body, "tools": [{"name": "Bash"}]})
+    # The same conversation with tools is a real turn, recorded and scripted.
+    real = {**body, "stream": False, "tools": [{"name": "Bash"}]}
+    assert not is_title_request(real)
+    status, _ = _post(fake_api.url, real)
+    assert status == 500
+    assert len(fake_api.requests) == 1

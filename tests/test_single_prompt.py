@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from claude_runner import proc
-from tests.conftest import RunRunner
+from tests.conftest import REPO, RunRunner
 from tests.fakeapi import FakeMessagesAPI, HttpError, Text, ToolUse, first_user_text
 
 pytestmark = pytest.mark.cli
@@ -227,3 +229,49 @@ def test_secrets_never_appear_in_the_runner_output(
     # The key was still handed to the CLI, which sent it to the API.
     assert {h.get("x-api-key") for h in fake_api.headers} == {api_key}
     assert "marker-secrets" in first_user_text(fake_api.requests[0])
+
+
+def test_cli_gets_dev_null_not_the_runners_stdin(
+    fake_api: FakeMessagesAPI, tree: Tree, claude_bin: str
+) -> None:
+    """The CLI appends whatever it reads on stdin to the prompt; the runner must not
+    hand its own stdin (here an open pipe with text) down to it."""
+    fake_api.on("marker-stdin", Text("stdin reply"))
+    child = proc.spawn(
+        [sys.executable, "-m", "claude_runner", "marker-stdin"],
+        cwd=REPO,
+        env=tree.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = child.communicate(b"INJECTED-FROM-STDIN\n", timeout=120)
+    finally:
+        proc.stop(child, grace=2)
+    assert child.returncode == 0, err.decode()
+    assert out.decode() == "stdin reply\n"
+    [body] = fake_api.requests
+    assert "INJECTED-FROM-STDIN" not in json.dumps(body["messages"])
+    assert _last_prompt(body) == "marker-stdin"
+
+
+def test_agent_commits_with_the_configured_git_identity(
+    fake_api: FakeMessagesAPI, tree: Tree, run_runner: RunRunner
+) -> None:
+    fake_api.on(
+        "marker-commit",
+        ToolUse(
+            "Bash",
+            {"command": "git init -q && git add -A && git commit -qm 'agent commit'"},
+        ),
+        Text("committed"),
+    )
+    env = {**tree.env, "GIT_USER_NAME": "Test Agent", "GIT_USER_EMAIL": "agent@test.invalid"}
+    done = run_runner(["marker-commit"], env)
+    assert done.returncode == 0, done.stderr
+    log = proc.run(["git", "log", "--format=%an <%ae>|%s"], cwd=tree.workspace, env=env, timeout=30)
+    assert log.returncode == 0, log.stderr
+    assert log.stdout == "Test Agent <agent@test.invalid>|agent commit\n"
+    # The commit used the workspace copy; the source stays untouched.
+    assert not (tree.source / ".git").exists()

@@ -92,6 +92,9 @@ def claude_env(fake_api: FakeMessagesAPI, claude_bin: str) -> dict[str, str]:
             "CLAUDE_BIN": claude_bin,
         }
     )
+    # A proxy configured on the machine must not sit between the CLI and the fake.
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = ",".join(filter(None, ("127.0.0.1,localhost", env.get(name))))
     return env
 
 

@@ -210,7 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             if state.stopping.is_set():
-                self.connection.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
             else:
                 state.connections.add(self.connection)
 
@@ -372,6 +373,7 @@ class FakeMessagesAPI:
     def start(self) -> FakeMessagesAPI:
         if self._server is not None:
             return self
+        self._state.stopping.clear()
         self._server = _Server(self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -108,6 +108,7 @@ class TaskRun:
         self._cancel_reason: str | None = None
         self._child: Any = None  # subprocess.Popen[bytes] once started
         self._marker = f"{ctx.plan_run_id}/{task.stage_id}/{task.id}"
+        self._index = self.paths.patch.with_suffix(".index")  # temporary git index
 
     # --- called from the executor's thread ----------------------------------------
     def cancel(self, reason: str) -> None:
@@ -164,16 +165,25 @@ class TaskRun:
         paths.log.parent.mkdir(parents=True, exist_ok=True)
         prompt = _read_prompt(ctx, task)
         base = None
+        preserve = task.workspace == "worktree" and ctx.git_dir is not None
         if task.workspace != "shared":
-            if ctx.git_dir is not None and task.workspace == "worktree":
-                base = taskspace.head_of(ctx.git_dir, ctx.env)
+            head = taskspace.head_of(ctx.git_dir, ctx.env) if preserve and ctx.git_dir else None
             taskspace.copy_workspace(ctx.workspace, paths.copy)
             if task.workspace == "snapshot_ro":
                 taskspace.make_read_only(paths.copy)
+            if preserve and ctx.git_dir is not None:
+                base = taskspace.snapshot_start(
+                    git_dir=ctx.git_dir,
+                    head=head,
+                    copy=paths.copy,
+                    index=self._index,
+                    identity=ctx.identity,
+                    env=ctx.env,
+                )
         try:
             self._run_agent(prompt, cwd)
         finally:
-            if task.workspace == "worktree" and ctx.git_dir is not None and paths.copy.exists():
+            if preserve:
                 self._preserve(base)
 
     def _run_agent(self, prompt: str, cwd: Path) -> None:
@@ -300,7 +310,7 @@ class TaskRun:
                 copy=paths.copy,
                 branch=taskspace.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
                 patch=paths.patch,
-                index=paths.patch.with_suffix(".index"),
+                index=self._index,
                 identity=ctx.identity,
                 env=ctx.env,
             )

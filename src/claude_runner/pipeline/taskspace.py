@@ -17,9 +17,15 @@ need ``chmod -R u+w`` first when not root).
 Preserving a worktree task's work (git workspaces only): the task copy's files are added
 to a temporary index whose object database is the WORKSPACE's repository
 (``GIT_DIR=<workspace>/.git GIT_WORK_TREE=<copy> GIT_INDEX_FILE=<tmp>``), written as a
-tree, committed on top of the workspace's HEAD at task start and pointed to by
-``refs/heads/pipeline/<planRunId>/<stageId>/<taskId>``. The workspace's checkout, index
-and HEAD are never touched; ignored files are not committed. No change, no branch.
+tree, and committed; ``refs/heads/pipeline/<planRunId>/<stageId>/<taskId>`` points at it.
+The commit's parent is the workspace as the task found it: HEAD, or, when the workspace
+had uncommitted changes (untracked files, earlier stages' work), a commit of that state
+on top of HEAD, made right after the copy. So the branch's last commit and the patch
+(``git diff --binary <start> <end>``, applies with ``git apply`` to the workspace as it
+was at task start) hold exactly what the task changed; ``changed_files`` counts them.
+The workspace's checkout, index and HEAD are never touched; ignored files are not
+committed (they stay in the copy). A task that changed nothing gets no branch and no
+patch.
 """
 
 from __future__ import annotations
@@ -189,6 +195,53 @@ def head_of(git_dir: Path, env: Mapping[str, str]) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _commit_env(
+    env: Mapping[str, str], git_dir: Path, copy: Path, index: Path, identity: tuple[str, str]
+) -> dict[str, str]:
+    return _git_env(
+        env,
+        GIT_DIR=str(git_dir),
+        GIT_WORK_TREE=str(copy),
+        GIT_INDEX_FILE=str(index),
+        GIT_AUTHOR_NAME=identity[0],
+        GIT_AUTHOR_EMAIL=identity[1],
+        GIT_COMMITTER_NAME=identity[0],
+        GIT_COMMITTER_EMAIL=identity[1],
+    )
+
+
+def _tree_of(commit: str | None, genv: Mapping[str, str], cwd: Path) -> str:
+    return (
+        _git(["rev-parse", f"{commit}^{{tree}}"], env=genv, cwd=cwd).strip()
+        if commit
+        else _EMPTY_TREE
+    )
+
+
+def snapshot_start(
+    *,
+    git_dir: Path,
+    head: str | None,
+    copy: Path,
+    index: Path,
+    identity: tuple[str, str],
+    env: Mapping[str, str],
+) -> str | None:
+    """Index the fresh copy and return the commit of its state: ``head`` itself when the
+    workspace had no uncommitted changes, else a commit of them on top of ``head``. The
+    index stays for ``preserve_changes`` (it then re-hashes only what the task touched)."""
+    genv = _commit_env(env, git_dir, copy, index, identity)
+    if head is not None:
+        _git(["read-tree", head], env=genv, cwd=copy)
+    _git(["add", "-A", "--", "."], env=genv, cwd=copy)
+    tree = _git(["write-tree"], env=genv, cwd=copy).strip()
+    if tree == _tree_of(head, genv, copy):
+        return head
+    parents = ["-p", head] if head else []
+    message = "claude-runner: uncommitted workspace state at task start"
+    return _git(["commit-tree", tree, *parents, "-m", message], env=genv, cwd=copy).strip()
+
+
 def preserve_changes(
     *,
     git_dir: Path,
@@ -200,29 +253,16 @@ def preserve_changes(
     identity: tuple[str, str],
     env: Mapping[str, str],
 ) -> Preserved:
-    """Commit the copy's changes against ``base`` on ``branch`` and write the patch."""
-    genv = _git_env(
-        env,
-        GIT_DIR=str(git_dir),
-        GIT_WORK_TREE=str(copy),
-        GIT_INDEX_FILE=str(index),
-        GIT_AUTHOR_NAME=identity[0],
-        GIT_AUTHOR_EMAIL=identity[1],
-        GIT_COMMITTER_NAME=identity[0],
-        GIT_COMMITTER_EMAIL=identity[1],
-    )
+    """Commit the copy's changes since ``base`` (from ``snapshot_start``) on ``branch``
+    and write them as a binary patch."""
+    genv = _commit_env(env, git_dir, copy, index, identity)
     try:
-        if base is not None:
-            _git(["read-tree", base], env=genv, cwd=copy)
         _git(["add", "-A", "--", "."], env=genv, cwd=copy)
         tree = _git(["write-tree"], env=genv, cwd=copy).strip()
     finally:
         with contextlib.suppress(FileNotFoundError):
             index.unlink()
-    base_tree = (
-        _git(["rev-parse", f"{base}^{{tree}}"], env=genv, cwd=copy).strip() if base else _EMPTY_TREE
-    )
-    if tree == base_tree:
+    if tree == _tree_of(base, genv, copy):
         return Preserved(None, None, 0)
     parents = ["-p", base] if base else []
     commit = _git(

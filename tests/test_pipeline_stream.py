@@ -1,0 +1,120 @@
+"""Bounded line reading and the cheap stream-json pre-check."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claude_runner.pipeline.stream import (
+    maybe_interesting,
+    pump,
+    read_pieces,
+    session_id_of_init,
+)
+
+
+def pieces(data: bytes, limit: int) -> list[tuple[bytes, str]]:
+    return [(p.data, p.kind) for p in read_pieces(io.BytesIO(data), limit=limit)]
+
+
+def test_lines_up_to_the_limit_are_whole() -> None:
+    assert pieces(b"abcd\nef\n\nlast", 4) == [
+        (b"abcd", "whole"),
+        (b"ef", "whole"),
+        (b"", "whole"),
+        (b"last", "whole"),
+    ]
+
+
+def test_a_longer_line_comes_as_head_and_chunks_then_reading_goes_on() -> None:
+    got = pieces(b"abcdefgh\nnext\n", 4)
+    assert got[0] == (b"abcde", "head")
+    assert got[-2][1] == "end"
+    assert b"".join(d for d, _ in got[:-1]) == b"abcdefgh"
+    assert got[-1] == (b"next", "whole")
+
+
+def test_an_overlong_last_line_without_newline_ends() -> None:
+    got = pieces(b"abcdefgh", 4)
+    assert b"".join(d for d, _ in got) == b"abcdefgh"
+    assert got[-1][1] == "end"
+
+
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=20))
+def test_pieces_rejoin_to_the_input(lines: list[bytes]) -> None:
+    data = b"\n".join(lines) + b"\n" if lines else b""
+    rebuilt = b""
+    for p in read_pieces(io.BytesIO(data), limit=8):
+        rebuilt += p.data + (b"\n" if p.ends_line else b"")
+        assert len(p.data) <= 9 or p.kind in ("more", "end")  # chunks: bounded by 1 MiB
+    assert rebuilt == data
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"result","is_error":false}',
+        b'{"is_error": false, "type" : "result"}',
+        b'{"session_id":"s","subtype":"init","type":"system"}',
+        b'{ "type":\t"system", "subtype": "init", "session_id": "s" }',
+    ],
+)
+def test_the_pre_check_ignores_key_order_and_spacing(line: bytes) -> None:
+    assert maybe_interesting(line)
+
+
+def test_the_pre_check_skips_ordinary_lines() -> None:
+    line = json.dumps(
+        {"type": "assistant", "message": {"content": [{"type": "text", "text": 'a "result"'}]}}
+    ).encode()
+    assert not maybe_interesting(line)  # the quotes inside a string are escaped
+
+
+def test_session_id_only_from_system_init() -> None:
+    assert session_id_of_init({"type": "system", "subtype": "init", "session_id": "x"}) == "x"
+    assert session_id_of_init({"type": "system", "subtype": "api_retry", "session_id": "x"}) is None
+    assert session_id_of_init({"type": "assistant", "session_id": "x"}) is None
+
+
+def run_pump(data: bytes, **kw: Any) -> tuple[bytes, list[dict[str, object]], list[bytes], Any]:
+    log = io.BytesIO()
+    messages: list[dict[str, object]] = []
+    lines: list[bytes] = []
+    stats = pump(io.BytesIO(data), log, on_message=messages.append, on_line=lines.append, **kw)
+    return log.getvalue(), messages, lines, stats
+
+
+def test_pump_logs_everything_and_reports_only_init_and_result() -> None:
+    stream = (
+        b'{"type":"system","subtype":"init","session_id":"s1"}\n'
+        b'{"type":"system","subtype":"init","session_id":"s2"}\n'
+        b'{"type":"system","subtype":"status"}\n'
+        b"garbage\n"
+        b'{"type":"assistant","message":{}}\n'
+        b'{"result":"done","type":"result","is_error":false}\n'
+    )
+    log, messages, lines, stats = run_pump(stream)
+    assert log == stream
+    assert [m.get("session_id", m.get("result")) for m in messages] == ["s1", "done"]
+    assert len(lines) == 6
+    assert (stats.lines, stats.bytes, stats.overlong) == (6, len(stream), [])
+
+
+def test_pump_masks_secrets_in_the_log() -> None:
+    log, _, lines, _ = run_pump(b"key sk-secret-value here\n", secrets=(b"sk-secret-value",))
+    assert log == b"key *** here\n"
+    assert lines == [b"key *** here"]
+
+
+def test_pump_streams_an_overlong_line_to_the_log_without_parsing_it() -> None:
+    big = b'{"type":"result","result":"' + b"x" * 100 + b'"}'
+    log, messages, lines, stats = run_pump(big + b"\nok\n", limit=50)
+    assert log == big + b"\nok\n"
+    assert messages == []
+    assert lines == [b"ok"]
+    assert stats.overlong == [len(big)]

@@ -14,6 +14,7 @@ the first word of the prompt picks the behaviour:
     bigline <bytes>     init, one assistant line of that size, then success
     error               init, a result with is_error true, exit 1
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
+    config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _emit(obj: dict[str, object]) -> None:
@@ -96,6 +98,11 @@ def main(argv: list[str]) -> int:
         _emit({"type": "assistant", "text": f"the key is {value}"})
         _result(session, text=f"key={value}")
         return 0
+    elif mode == "config":
+        config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+        files = sorted(Path(config).iterdir())
+        seen = {f.name: f.read_text() for f in files if f.is_file()}
+        _emit({"type": "assistant", "config_dir": config, "files": seen})
     elif mode == "error":
         _result(session, is_error=True, text="API Error: 500 overloaded")
         return 1

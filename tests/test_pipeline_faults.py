@@ -400,3 +400,54 @@ def test_prompt_file_is_read_at_task_start_and_a_missing_one_fails_the_task(
     assert bad["status"] == "failed"
     assert "nope.md" in bad["reason"]
     assert "prompt file not found" in bad["reason"]
+
+
+def test_each_task_gets_its_own_config_dir_seeded_from_the_users(runner: Runner) -> None:
+    home = Path(runner.env["HOME"])
+    (home / ".claude").mkdir()
+    (home / ".claude" / "settings.json").write_text('{"model": "opus"}')
+    (home / ".claude" / ".credentials.json").write_text('{"token": "t"}')
+    user_global = {"hasCompletedOnboarding": True, "userID": "u1", "projects": {"/x": {}}}
+    (home / ".claude.json").write_text(json.dumps(user_global))
+    plan = plan_of(
+        stage("s", "config", "config", mode="parallel", workspace="worktree"), verbosity="vv"
+    )
+    code, events = runner.run(plan)
+    assert code == 0
+    seen = [
+        e["message"]
+        for e in of_type(events, "task_output")
+        if e["message"] and "config_dir" in e["message"]
+    ]
+    assert len({m["config_dir"] for m in seen}) == 2
+    for m in seen:
+        assert m["files"]["settings.json"] == '{"model": "opus"}'
+        assert m["files"][".credentials.json"] == '{"token": "t"}'
+        assert json.loads(m["files"][".claude.json"]) == {
+            "hasCompletedOnboarding": True,
+            "userID": "u1",
+        }
+        # the copy of the credentials is removed once the task is over
+        assert not (Path(m["config_dir"]) / ".credentials.json").exists()
+        assert (Path(m["config_dir"]) / "settings.json").exists()
+
+
+def test_claude_config_dir_of_the_user_is_the_source_when_set(runner: Runner) -> None:
+    mine = runner.tmp / "my-config"
+    mine.mkdir()
+    (mine / "settings.json").write_text("{}")
+    (mine / ".claude.json").write_text('{"oauthAccount": {"a": 1}}')
+    runner.env["CLAUDE_CONFIG_DIR"] = str(mine)
+    code, events = runner.run(plan_of(stage("s", "config"), verbosity="vv"))
+    assert code == 0
+    seen = next(
+        e["message"]
+        for e in of_type(events, "task_output")
+        if e["message"] and "files" in e["message"]
+    )
+    assert seen["config_dir"] != str(mine)
+    assert json.loads(seen["files"][".claude.json"]) == {
+        "oauthAccount": {"a": 1},
+        "hasCompletedOnboarding": True,
+    }
+    assert seen["files"]["settings.json"] == "{}"

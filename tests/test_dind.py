@@ -6,12 +6,15 @@ the host's engine is neither seen nor disturbed and the runner uses its default 
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -240,6 +243,114 @@ def test_real_daemon_not_ready_in_time_is_stopped_and_cleaned(
     log = (tmp_path / "dockerd.log").read_text()
     assert "--storage-driver overlay2" in log
     assert "--storage-driver vfs" in log
+
+
+# --- not root: through sudo -n -----------------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the unprivileged runner may write (pytest's tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="dind-nonroot-"))
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path)
+
+
+def _as_nobody(command: list[str], *, sudoers: str | None) -> list[str]:
+    """``command`` as uid nobody with the docker group, after (optionally) installing
+    a sudoers rule visible only in this mount namespace."""
+    setup = "set -e\n"
+    if sudoers is not None:
+        setup += (
+            "mount -t tmpfs -o mode=0755 tmpfs /etc/sudoers.d\n"
+            f"printf '%s\\n' '{sudoers}' > /etc/sudoers.d/dind-test\n"
+            "chmod 0440 /etc/sudoers.d/dind-test\n"
+        )
+    docker_gid = grp.getgrnam("docker").gr_gid
+    setup += f'exec setpriv --reuid {NOBODY} --regid {docker_gid} --clear-groups "$@"\n'
+    return ["sh", "-c", setup, "sh", *command]
+
+
+def _nobody_env(shared: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(shared),
+        "PYTHONPATH": f"{REPO / 'src'}:{REPO}",
+        "ENABLE_DIND": "1",
+        "DIND_LOG_FILE": str(shared / "dockerd.log"),
+    }
+    env.update(extra)
+    return env
+
+
+# The runner's own interpreter may live where nobody cannot read; the daemon module
+# needs only the standard library, so Debian's python3 runs the driver.
+NOBODY_DRIVER = ["/usr/bin/python3", "-m", "tests.dind_driver"]
+
+
+def _require_sudo() -> None:
+    if shutil.which("sudo") is None or not Path("/usr/bin/python3").exists():
+        pytest.skip("sudo or /usr/bin/python3 missing: run scripts/install-docker-engine.sh")
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_non_root_starts_dockerd_through_sudo(
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+) -> None:
+    _require_sudo()
+    rule = (
+        "nobody ALL=(root) NOPASSWD: /usr/sbin/dockerd, /usr/bin/kill, /bin/kill, "
+        "/usr/bin/rm, /bin/rm"
+    )
+    command = _as_nobody(NOBODY_DRIVER, sudoers=rule)
+    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 0, (result, done.stderr)
+    assert result["chosen"] == result["api_driver"] == "overlay2"
+    assert (result["ping_ready"], result["ping_after_stop"]) == (True, False)
+    assert (
+        "sudo -n /usr/sbin/dockerd --storage-driver overlay2"
+        in (shared_dir / "dockerd.log").read_text()
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_non_root_without_passwordless_sudo_is_one_clear_error(
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+) -> None:
+    _require_sudo()
+    command = _as_nobody(NOBODY_DRIVER, sudoers="")
+    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 2
+    assert result["error"] == (
+        f"ENABLE_DIND needs root to start dockerd, and `sudo -n` refuses for uid {NOBODY} "
+        "(sudo: a password is required); add a NOPASSWD sudoers rule or run as root"
+    )
+    assert not (shared_dir / "dockerd.log").exists()
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_non_root_without_sudo_is_one_clear_error(
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+) -> None:
+    no_sudo = shared_dir / "bin"
+    no_sudo.mkdir()
+    command = _as_nobody(["env", f"PATH={no_sudo}", *NOBODY_DRIVER], sudoers=None)
+    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 2
+    assert result["error"] == (
+        f"ENABLE_DIND needs root to start dockerd, the runner runs as uid {NOBODY} and sudo "
+        "is not installed; run the container as root or install sudo with a NOPASSWD rule "
+        "for dockerd"
+    )
 
 
 # --- through the runner ------------------------------------------------------------

@@ -6,7 +6,9 @@ Start (``DockerDaemon.start``):
      ``dockerd``/``sudo`` before anything starts (exit 2).
   2. ``dockerd --storage-driver D`` runs directly when root, else through ``sudo -n``;
      its stdout/stderr are appended to ``DIND_LOG_FILE`` (default ``/tmp/dockerd.log``,
-     writable whoever the runner runs as).
+     writable whoever the runner runs as). A non-root runner needs a NOPASSWD sudoers
+     rule for dockerd, kill and rm (clean-up of what a failed daemon leaves) and the
+     docker group (the socket's group).
   3. Ready means ``GET /_ping`` over ``/var/run/docker.sock`` answers ``OK``, polled until
      ``DIND_STARTUP_TIMEOUT_SEC``. If the daemon exits or is not ready in time, it is
      stopped, its pid file and socket are removed and ``vfs`` is tried (overlay2 cannot
@@ -67,9 +69,9 @@ def check_preconditions(settings: Settings, *, env: Mapping[str, str] | None = N
             "mounting an external Docker socket together with DinD is not allowed; "
             "drop the socket mount or set ENABLE_DIND=0"
         )
-    _dockerd_path(env)
+    dockerd = _dockerd_path(env)
     if os.geteuid() != 0:
-        _check_sudo(env)
+        _check_sudo(dockerd, env)
 
 
 def _dockerd_path(env: Mapping[str, str]) -> str:
@@ -83,14 +85,15 @@ def _dockerd_path(env: Mapping[str, str]) -> str:
     return found
 
 
-def _check_sudo(env: Mapping[str, str]) -> None:
+def _check_sudo(dockerd: str, env: Mapping[str, str]) -> None:
     if shutil.which("sudo", path=env.get("PATH")) is None:
         raise DaemonError(
             f"ENABLE_DIND needs root to start dockerd, the runner runs as uid {os.geteuid()} "
             "and sudo is not installed; run the container as root or install sudo with a "
             "NOPASSWD rule for dockerd"
         )
-    done = proc.run(["sudo", "-n", "true"], env=env, timeout=30)
+    # -l: ask whether dockerd may run, without running anything.
+    done = proc.run(["sudo", "-n", "-l", dockerd], env=env, timeout=30)
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise DaemonError(

@@ -47,7 +47,7 @@ def _checked(argv: list[str]) -> str:
     return done.stdout
 
 
-def _timed(action: Callable[[], None]) -> float:
+def _timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
@@ -58,7 +58,7 @@ def run_runner(src: Path, dst: Path) -> float:
 
 
 def run_cp(src: Path, dst: Path) -> float:
-    return _timed(lambda: _checked(["cp", "-a", str(src), str(dst)]) and None)
+    return _timed(lambda: _checked(["cp", "-a", str(src), str(dst)]))
 
 
 def run_node(src: Path, dst: Path) -> float:

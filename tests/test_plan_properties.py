@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from claude_runner.errors import PlanError
 from claude_runner.plan.loader import load_plan, read_prompt_file
-from claude_runner.plan.rules import ID_PATTERN, ID_RE, PROMPT_PATH_PATTERN, prompt_path_problem
+from claude_runner.plan.rules import (
+    ID_PATTERN,
+    ID_RE,
+    ID_SCHEMA_PATTERN,
+    PROMPT_PATH_PATTERN,
+    prompt_path_problem,
+)
 
 T = TypeVar("T")
 # Several examples write a file each; deadline off because CPU here is shared.
@@ -43,7 +49,7 @@ def _plan_file(directory: Path, **task: object) -> Path:
 
 ids = st.one_of(
     st.from_regex(ID_PATTERN, fullmatch=True),
-    st.text(alphabet=st.sampled_from("aZ09_.-/ \\~\t:é"), max_size=70),
+    st.text(alphabet=st.sampled_from("aZ09_.-/ \\~\t\n:é"), max_size=70),
     st.text(max_size=70),
 )
 
@@ -55,6 +61,7 @@ def test_an_id_is_accepted_exactly_when_it_is_a_safe_path_component(
 ) -> None:
     path = _plan_file(tmp_path, id=task_id, prompt="hi")
     safe = ID_RE.fullmatch(task_id) is not None
+    assert safe == (re.search(ID_SCHEMA_PATTERN, task_id) is not None)  # editors agree
     if safe:
         plan = load_plan(path)
         assert plan.stages[0].tasks[0].id == task_id

@@ -84,7 +84,7 @@ Id = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": rules.ID_PATTERN,
+            "pattern": rules.ID_SCHEMA_PATTERN,
             "minLength": 1,
             "maxLength": rules.ID_MAX,
         }

@@ -14,8 +14,12 @@ Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
 
 ID_MAX = 64
+# "(?![\s\S])" ends the input in both ECMA and Python regexes (Python's "$" also matches
+# before a final newline).
+_END = r"(?![\s\S])"
 ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{ID_MAX - 1}}}$"
-ID_RE = re.compile(ID_PATTERN)
+ID_RE = re.compile(ID_PATTERN)  # used with fullmatch
+ID_SCHEMA_PATTERN = ID_PATTERN.removesuffix("$") + _END  # the same for regex.search users
 ID_RULE = (
     f"ids become directory names: use 1-{ID_MAX} letters, digits, '_', '-' or '.', "
     f"starting with a letter or digit (pattern {ID_PATTERN})"
@@ -23,7 +27,8 @@ ID_RULE = (
 # prompt_path_problem as a regex, for editors (the schema): no control character, not
 # absolute, no '..' part, not blank, not only '.' and '/' parts, no trailing '/'.
 PROMPT_PATH_PATTERN = (
-    r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))(?!(?:\./|/)*\.?$)(?=.*\S)[^\x00-\x1f]*[^/\x00-\x1f]$"
+    rf"^(?!/)(?!(?:.*/)?\.\.(?:/|{_END}))(?!(?:\./|/)*\.?{_END})(?=.*\S)"
+    rf"[^\x00-\x1f]*[^/\x00-\x1f]{_END}"
 )
 
 

@@ -13,16 +13,23 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from claude_runner.errors import PlanError
 from claude_runner.plan.loader import load_plan
+from claude_runner.plan.yamlsrc import read_yaml
 
 PLANS = Path(__file__).parent / "data" / "plans"
 INVALID = sorted((PLANS / "invalid").glob("*.yaml"))
 VALID = sorted((PLANS / "valid").glob("*.yaml"))
 SCHEMA = json.loads((Path(__file__).parents[1] / "schema" / "plan-v1.schema.json").read_text())
 EXPECT = b"# expect: "
+
+
+def _data(plan: Path) -> object:
+    """The plain data the loader validates (YAML 1.2 booleans, as editors read it)."""
+    doc = read_yaml(plan.read_text(encoding="utf-8"))
+    assert doc is not None
+    return doc.data
 
 
 def _expected(plan: Path) -> list[str]:
@@ -62,8 +69,7 @@ def test_valid_plan_loads(plan: Path) -> None:
 
 @pytest.mark.parametrize("plan", VALID, ids=lambda p: p.stem)
 def test_valid_plan_passes_the_shipped_schema(plan: Path) -> None:
-    data = yaml.safe_load(plan.read_text(encoding="utf-8-sig"))
-    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    jsonschema.Draft202012Validator(SCHEMA).validate(_data(plan))
 
 
 @pytest.mark.parametrize(
@@ -81,10 +87,11 @@ def test_valid_plan_passes_the_shipped_schema(plan: Path) -> None:
         "id_slash",
         "id_leading_dot",
         "read_only_string",
+        "read_only_unquoted_yes",
         "blank_prompt",
     ],
 )
 def test_schema_rejects_what_it_can_express(name: str) -> None:
     """Editors flag these too (cross-item rules such as unique ids are loader-only)."""
-    data = yaml.safe_load((PLANS / "invalid" / f"{name}.yaml").read_text())
+    data = _data(PLANS / "invalid" / f"{name}.yaml")
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data))

@@ -327,11 +327,17 @@ def test_max_parallel_is_an_error_on_a_sequential_stage(tmp_path: Path, mode: st
 # --- strict booleans ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ['"yes"', '"true"', "1", "'on'"])
+@pytest.mark.parametrize("value", ['"yes"', '"true"', "1", "'on'", "yes", "on", "no"])
 def test_booleans_must_be_yaml_booleans(tmp_path: Path, value: str) -> None:
     p = only(tmp_path, ONE_TASK + f"        allow_shared_writes: {value}\n")
     assert (p.line, p.location) == (7, "stages[0].tasks[0].allow_shared_writes")
     assert p.message.startswith("expected true or false, got")
+
+
+def test_yaml11_boolean_words_are_plain_strings() -> None:
+    plan = load_plan(PLANS / "valid" / "yaml11_words_are_strings.yaml")
+    assert plan.stages[0].id == "on"
+    assert [(t.id, t.prompt) for t in plan.stages[0].tasks] == [("no", "yes"), ("off", "y")]
 
 
 def test_real_booleans_are_accepted(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ Python values itself, which lets it:
 * bound alias expansion during composition: each alias adds the size of the subtree it
   repeats, and composition stops once that passes ``MAX_ALIAS_NODES``, so a
   "billion laughs" file fails after a few dozen nodes instead of exhausting memory;
-* bound nesting depth, which also keeps the recursive composer off Python's stack limit.
+* bound nesting depth, which also keeps the recursive composer off Python's stack limit;
+* read booleans as YAML 1.2 does (true/false only; yes/no/on/off are strings).
 
 Problems that do not stop reading (duplicate keys, tags) are collected; problems that do
 (syntax errors, limits) raise ``YamlStop``.
@@ -19,6 +20,7 @@ Problems that do not stop reading (duplicate keys, tags) are collected; problems
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -69,8 +71,18 @@ def _type_name(node: Node) -> str:
     return f"{node.value!r}"
 
 
+# Booleans are YAML 1.2's true/false only: YAML 1.1's yes/no/on/off stay strings, so a
+# quoted or unquoted "yes" is never silently a boolean (and "id: no" is the id "no").
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
 class _PlanLoader(yaml.SafeLoader):
     """SafeLoader whose composer counts alias expansion and nesting as it goes."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012  (a class table PyYAML reads)
+        first: [(tag, _BOOL_12 if tag == _T + "bool" else rx) for tag, rx in resolvers]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)

@@ -5,9 +5,9 @@ the first word of the prompt picks the behaviour:
 
     ok                  init + a successful result
     sleep <s>           init, sleep, success
-    crash               init, then SIGKILL itself (a crash by signal)
-    hang                init, start a grandchild in its own session (its pid in an
-                        assistant line), then sleep forever
+    crash [path]        init, (wait until path exists,) then SIGKILL itself
+    hang [path]         init, start a grandchild in its own session (its pid in an
+                        assistant line and in path), then sleep forever
     flood <bytes>       init, that many bytes of assistant lines, then success
     invalid             init, invalid JSON lines, then success
     noresult            init, then exit 0 without a result message
@@ -60,6 +60,37 @@ def _assistant_line(size: int) -> bytes:
     return head + b"x" * max(0, size - len(head) - len(tail)) + tail
 
 
+def _crash(words: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    while len(words) > 1 and not Path(words[1]).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hang(words: list[str]) -> None:
+    child = subprocess.Popen(  # a Bash-tool-like grandchild in a session of its own
+        [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
+    )
+    _emit({"type": "assistant", "grandchild_pid": child.pid})
+    if len(words) > 1:
+        Path(words[1]).write_text(str(child.pid))
+    while True:
+        time.sleep(3600)
+
+
+def _write(data: bytes, times: int = 1) -> None:
+    for _ in range(times):
+        sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _config() -> None:
+    config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+    files = sorted(Path(config).iterdir())
+    seen = {f.name: f.read_text() for f in files if f.is_file()}
+    _emit({"type": "assistant", "config_dir": config, "files": seen})
+
+
 def main(argv: list[str]) -> int:
     after = argv[argv.index("-p") + 1 :] if "-p" in argv else []
     prompt = after[0] if after and not after[0].startswith("--") else sys.stdin.read()
@@ -67,45 +98,29 @@ def main(argv: list[str]) -> int:
     mode = words[0] if words else "ok"
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     session = _init()
-    out = sys.stdout.buffer
-    if mode == "sleep":
-        time.sleep(arg)
-    elif mode == "crash":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif mode == "hang":
-        child = subprocess.Popen(  # a Bash-tool-like grandchild in a session of its own
-            [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
-        )
-        _emit({"type": "assistant", "grandchild_pid": child.pid})
-        while True:
-            time.sleep(3600)
-    elif mode == "flood":
-        line = _assistant_line(1024)
-        block = line * 1024
-        for _ in range(arg // len(block)):
-            out.write(block)
-        out.flush()
-    elif mode == "invalid":
-        out.write(b'{"type": "result", broken\nnot json at all\n{"type":"system"\n')
-        out.flush()
-    elif mode == "noresult":
+    block = _assistant_line(1024) * 1024
+    actions = {
+        "sleep": lambda: time.sleep(arg),
+        "crash": lambda: _crash(words),
+        "hang": lambda: _hang(words),
+        "flood": lambda: _write(block, arg // len(block)),
+        "invalid": lambda: _write(
+            b'{"type": "result", broken\nnot json at all\n{"type":"system"\n'
+        ),
+        "bigline": lambda: _write(_assistant_line(arg)),
+        "config": _config,
+    }
+    if mode == "noresult":
         return 0
-    elif mode == "bigline":
-        out.write(_assistant_line(arg))
-        out.flush()
-    elif mode == "secret":
+    if mode == "error":
+        _result(session, is_error=True, text="API Error: 500 overloaded")
+        return 1
+    if mode == "secret":
         value = os.environ.get("ANTHROPIC_API_KEY", "")
         _emit({"type": "assistant", "text": f"the key is {value}"})
         _result(session, text=f"key={value}")
         return 0
-    elif mode == "config":
-        config = os.environ.get("CLAUDE_CONFIG_DIR", "")
-        files = sorted(Path(config).iterdir())
-        seen = {f.name: f.read_text() for f in files if f.is_file()}
-        _emit({"type": "assistant", "config_dir": config, "files": seen})
-    elif mode == "error":
-        _result(session, is_error=True, text="API Error: 500 overloaded")
-        return 1
+    actions.get(mode, lambda: None)()
     _result(session, text=f"done: prompt of {len(prompt)} characters")
     return 0
 

@@ -130,7 +130,8 @@ def test_session_binding_cost_and_usage_are_the_clis(
     assert totals["total_cost_usd"] == pytest.approx(res["total_cost_usd"])
     assert totals["usage"]["input_tokens"] == res["usage"]["input_tokens"]
     # The session is stored in the task's own CLAUDE_CONFIG_DIR, under its cwd.
-    config = Path(result_of(events)["run_dir"]) / ".claude-config" / "s" / "a"
+    config = Path(res["config_dir"])
+    assert config == Path(result_of(events)["run_dir"]) / ".claude-config" / "s" / "slot-0"
     assert list(config.glob(f"projects/*/{res['session_id']}.jsonl"))
     assert of_type(events, "task_output") == []  # text verbosity forwards nothing
 

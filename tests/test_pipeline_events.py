@@ -46,8 +46,8 @@ RESULT_KEYS = (
 TASK_RESULT_KEYS = (
     "stage_id", "task_id", "model", "workspace_mode", "status", "exit_code", "signal",
     "is_error", "reason", "duration_s", "session_id", "result", "result_truncated",
-    "num_turns", "total_cost_usd", "usage", "workspace", "log", "stderr_log", "branch",
-    "patch", "changed_files", "notes",
+    "num_turns", "total_cost_usd", "usage", "workspace", "log", "stderr_log", "config_dir",
+    "branch", "patch", "changed_files", "notes",
 )  # fmt: skip
 
 

@@ -237,7 +237,7 @@ def test_fail_fast_cancels_a_hanging_task_and_skips_the_rest(runner: Runner) -> 
         stage(
             "a",
             "hang",
-            "sleep 1",
+            "crash",
             "ok",
             "ok",
             mode="parallel",
@@ -247,8 +247,10 @@ def test_fail_fast_cancels_a_hanging_task_and_skips_the_rest(runner: Runner) -> 
         stage("b", "ok"),
         on_error="fail_fast",
     )
-    # t1 "sleep 1" -> make it fail: crash after the hang started.
-    plan["stages"][0]["tasks"][1]["prompt"] = "crash"
+    # The hang starts its grandchild, then the crash fails the stage.
+    pid_file = runner.tmp / "grandchild.pid"
+    plan["stages"][0]["tasks"][0]["prompt"] = f"hang {pid_file}"
+    plan["stages"][0]["tasks"][1]["prompt"] = f"crash {pid_file}"
     code, events = runner.run(plan)
     assert code == 1
     assert task(events, "a", "t0")["status"] == "cancelled"
@@ -263,8 +265,7 @@ def test_fail_fast_cancels_a_hanging_task_and_skips_the_rest(runner: Runner) -> 
     assert len(of_type(events, "task_start")) == 2
     run_id = result_of(events)["plan_run_id"]
     assert marked_processes(run_id) == []
-    log = Path(task(events, "a", "t0")["log"]).read_text()
-    grandchild = json.loads(log.splitlines()[1])["grandchild_pid"]
+    grandchild = int(pid_file.read_text())
     assert not alive(grandchild)
 
 
@@ -315,7 +316,8 @@ def test_run_directory_layout(runner: Runner) -> None:
     assert json.loads((run_dir / "result.json").read_text()) == result_of(events)
     jsonl = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert jsonl == events
-    config = run_dir / ".claude-config" / "s" / "t0"
+    config = run_dir / ".claude-config" / "s" / "slot-0"
+    assert result_of(events)["tasks"][0]["config_dir"] == str(config)
     assert (config.stat().st_mode & 0o777) == 0o700
 
 
@@ -427,7 +429,7 @@ def test_each_task_gets_its_own_config_dir_seeded_from_the_users(runner: Runner)
             "hasCompletedOnboarding": True,
             "userID": "u1",
         }
-        # the copy of the credentials is removed once the task is over
+        # the copy of the credentials is removed once the stage is over
         assert not (Path(m["config_dir"]) / ".credentials.json").exists()
         assert (Path(m["config_dir"]) / "settings.json").exists()
 

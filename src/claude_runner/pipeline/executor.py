@@ -80,6 +80,7 @@ class _Run:
         running: dict[int, TaskRun] = {}
         done: queue.Queue[int] = queue.Queue()
         cancelled_running = False
+        free_slots = list(reversed(range(limit)))  # one CLAUDE_CONFIG_DIR per slot
 
         def work(key: int, run: TaskRun) -> None:
             try:
@@ -98,6 +99,7 @@ class _Run:
                     self._skip(pending.popleft(), self.abort_reason)
             while pending and len(running) < limit:
                 run = pending.popleft()
+                run.slot = free_slots.pop()
                 key = id(run)
                 running[key] = run
                 threading.Thread(
@@ -108,6 +110,7 @@ class _Run:
             except queue.Empty:
                 continue
             finished = running.pop(key)
+            free_slots.append(finished.slot)
             res = finished.result
             if (
                 res.status == "failed"
@@ -115,6 +118,9 @@ class _Run:
                 and self.abort_reason is None
             ):
                 self.abort_reason = f"fail_fast: task {res.stage_id}/{res.task_id} failed"
+        orphans.kill_marked(TASK_MARKER, f"{ctx.plan_run_id}/{stage.id}/", prefix=True)
+        for slot in range(limit):
+            taskspace.drop_credentials(taskspace.config_slot(ctx.run_dir, stage.id, slot))
         stage_results = [r.result for r in runs]
         ctx.writer.emit(
             StageFinish(

@@ -47,6 +47,7 @@ class TaskResult:
     workspace: str | None = None
     log: str | None = None
     stderr_log: str | None = None
+    config_dir: str | None = None
     branch: str | None = None
     patch: str | None = None
     changed_files: int | None = None

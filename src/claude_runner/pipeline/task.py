@@ -6,7 +6,8 @@ afterwards ``proc.stop`` escalates SIGINT -> SIGTERM -> SIGKILL (``STOP_GRACE`` 
 apart) over the CLI's process group and every descendant, which closes the pipe and
 ends the stream. Every task's environment carries ``CLAUDE_RUNNER_TASK=<run>/<stage>/
 <task>`` so processes that escaped the tree (Bash-tool children in their own sessions,
-double forks) are found in /proc and killed when the task ends.
+double forks) are found in /proc and killed: right after a task that failed or was
+cancelled, and for every task at the end of its stage.
 
 The CLI always runs with ``--output-format stream-json --verbose`` so the session binds
 at every verbosity; its stdout goes line by line to ``<task>.log``. ``task_output``
@@ -95,6 +96,7 @@ class TaskRun:
     """One task from start to ``task_finish``."""
 
     def __init__(self, task: ResolvedTask, ctx: RunContext) -> None:
+        self.slot = 0  # which of the stage's config dirs it uses; set before run()
         self.task = task
         self.ctx = ctx
         self.paths = taskspace.TaskPaths.of(ctx.run_dir, task.stage_id, task.id)
@@ -136,8 +138,11 @@ class TaskRun:
             traceback.print_exc(file=sys.stderr)
             res.reason = f"internal error: {exc!r}"
         finally:
-            orphans.kill_marked(TASK_MARKER, self._marker)
-            taskspace.drop_credentials(self.paths.config_dir)
+            if self._cancel_reason is not None or res.status != "succeeded":
+                # Stopping a CLI can orphan its Bash-tool children: sweep now. Leftovers
+                # of tasks that ended normally are swept once per stage (a /proc scan
+                # per task would be most of the runner's per-task cost).
+                orphans.kill_marked(TASK_MARKER, self._marker)
             res.duration_s = round(time.monotonic() - started, 3)
             self._finish_event()
         return res
@@ -190,8 +195,10 @@ class TaskRun:
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
         from claude_runner.agent import build_agent_env, build_print_argv  # noqa: PLC0415
 
-        taskspace.seed_config_dir(paths.config_dir, ctx.env)
-        env = build_agent_env(ctx.env, config_dir=paths.config_dir)
+        config_dir = taskspace.config_slot(ctx.run_dir, task.stage_id, self.slot)
+        res.config_dir = str(config_dir)
+        taskspace.seed_config_dir(config_dir, ctx.env)
+        env = build_agent_env(ctx.env, config_dir=config_dir)
         env[TASK_MARKER] = self._marker
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
         if via_stdin:

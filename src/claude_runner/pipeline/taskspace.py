@@ -8,10 +8,17 @@ digits, so names sort by start time)::
     <stageId>/<taskId>.log         the agent's raw stdout (stream-json lines)
     <stageId>/<taskId>.stderr.log  the agent's stderr
     <stageId>/<taskId>.patch       git diff --binary of a worktree task's changes
-    .claude-config/<stageId>/<taskId>/  the task's CLAUDE_CONFIG_DIR (sessions live here)
+    .claude-config/<stageId>/slot-<n>/  CLAUDE_CONFIG_DIRs (sessions live here)
 
-Nothing is deleted by the runner except the copied ``.credentials.json`` after each
-task; remove a whole run with ``rm -rf <runs_root>/<planRunId>`` (snapshot_ro copies
+Config dirs are per concurrency slot: a stage running up to N tasks at once has N of
+them, each used by one task at a time, so no two running CLIs share one while a stage of
+200 tasks does not create 200 (``config_dir`` in the result names a task's). Each is
+seeded from the user's config (``$CLAUDE_CONFIG_DIR``, else ``~/.claude/`` and
+``~/.claude.json``): settings, CLAUDE.md, agents/commands/skills, credentials and the
+onboarding/account keys of the global config.
+
+Nothing is deleted by the runner except the copied ``.credentials.json`` at the end of
+each stage; remove a whole run with ``rm -rf <runs_root>/<planRunId>`` (snapshot_ro copies
 need ``chmod -R u+w`` first when not root).
 
 Preserving a worktree task's work (git workspaces only): the task copy's files are added
@@ -77,7 +84,6 @@ class TaskPaths:
     stderr_log: Path
     patch: Path
     prompt: Path
-    config_dir: Path
 
     @classmethod
     def of(cls, run_dir: Path, stage_id: str, task_id: str) -> TaskPaths:
@@ -88,8 +94,12 @@ class TaskPaths:
             stderr_log=stage / f"{task_id}.stderr.log",
             patch=stage / f"{task_id}.patch",
             prompt=stage / f"{task_id}.prompt.txt",
-            config_dir=run_dir / ".claude-config" / stage_id / task_id,
         )
+
+
+def config_slot(run_dir: Path, stage_id: str, slot: int) -> Path:
+    """The CLAUDE_CONFIG_DIR of a stage's ``slot``-th concurrent task."""
+    return run_dir / ".claude-config" / stage_id / f"slot-{slot}"
 
 
 def copy_workspace(src: Path, dst: Path) -> None:
@@ -123,8 +133,12 @@ def user_config_sources(env: Mapping[str, str]) -> tuple[Path, Path]:
 
 
 def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
-    """A fresh CLAUDE_CONFIG_DIR carrying the user's settings and credentials."""
-    dst.mkdir(parents=True, mode=0o700)
+    """A CLAUDE_CONFIG_DIR carrying the user's settings and credentials (once: a slot's
+    later tasks find it seeded)."""
+    try:
+        dst.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return
     src_dir, src_global = user_config_sources(env)
     for name in _CONFIG_FILES:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
@@ -142,6 +156,8 @@ def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
         loaded = json.loads(src_global.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             seeded = {k: loaded[k] for k in _GLOBAL_KEYS if k in loaded}
+    if not seeded:
+        return  # the CLI creates its own (a file less per task: creation is not free here)
     seeded.setdefault("hasCompletedOnboarding", True)
     fd = os.open(dst / ".claude.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -1,0 +1,125 @@
+"""Executor overhead: 200 trivial agent runs at max_parallel 16, the runner versus
+``xargs -P16`` running the same commands.
+
+The agent is a tiny shell script that prints a stream-json ``system``/``init`` line and
+a ``result`` line, so the process start dominates and what is left is the runner's own
+cost per task: config dir seeding, log files, a thread, events, the orphan sweep. The
+runner side is ``run_pipeline`` called in this process (events go to a file); the
+baseline is ``xargs -P16 -L1 <agent>`` fed the same argument lines, output to a file.
+Rounds alternate runner, xargs, runner, ...; fresh directories each round, removed only
+at the end (deleting between rounds slows file creation on this disk).
+
+Prints details on stderr and one line on stdout:
+``executor_overhead: runner/xargs=X.XX`` (goal: at most 1.30).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from claude_runner import proc  # noqa: E402
+from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
+from claude_runner.plan.models import Plan, resolve  # noqa: E402
+
+ROUNDS = 5
+TASKS = 200
+PARALLEL = 16
+AGENT = """#!/bin/sh
+printf '%s\\n' '{"type":"system","subtype":"init","session_id":"s-'$$'"}'
+printf '%s\\n' '{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1}'
+"""
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="executor-overhead-") as tmp_name:
+        tmp = Path(tmp_name)
+        agent = tmp / "agent"
+        agent.write_text(AGENT)
+        agent.chmod(0o755)
+        workspace = tmp / "ws"
+        workspace.mkdir()
+        (tmp / "home").mkdir()
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp / "home")}
+        plan = resolve(
+            Plan.model_validate(
+                {
+                    "version": "v1",
+                    "stages": [
+                        {
+                            "id": "s",
+                            "mode": "parallel",
+                            "max_parallel": PARALLEL,
+                            "tasks": [
+                                {"id": f"t{i}", "prompt": f"task {i}", "read_only": True}
+                                for i in range(TASKS)
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        lines = tmp / "args.txt"
+        lines.write_text(
+            "".join(
+                f"-p 'task {i}' --verbose --output-format stream-json "
+                "--dangerously-skip-permissions\n"
+                for i in range(TASKS)
+            )
+        )
+
+        def runner(round_no: int) -> float:
+            root = tmp / f"runs-{round_no}"
+            with (tmp / f"events-{round_no}.jsonl").open("w") as out:
+                start = time.perf_counter()
+                code = run_pipeline(
+                    plan,
+                    workspace=workspace,
+                    plan_path=Path("plan.yml"),
+                    claude_bin=str(agent),
+                    env=env,
+                    runs_root=root,
+                    cancel=threading.Event(),
+                    out=out,
+                )
+                elapsed = time.perf_counter() - start
+            assert code == 0, f"runner round {round_no} failed"
+            return elapsed
+
+        def xargs(round_no: int) -> float:
+            out = tmp / f"xargs-{round_no}.out"
+            command = f"xargs -P{PARALLEL} -L1 {agent} < {lines} > {out}"
+            start = time.perf_counter()
+            done = proc.run(["sh", "-c", command], env=env, timeout=600)
+            elapsed = time.perf_counter() - start
+            assert done.returncode == 0, done.stderr
+            assert out.read_text().count('"type":"result"') == TASKS
+            return elapsed
+
+        runner(-1)  # warm-up: imports, page cache
+        xargs(-1)
+        ours: list[float] = []
+        base: list[float] = []
+        for i in range(ROUNDS):
+            ours.append(runner(i))
+            base.append(xargs(i))
+            print(f"round {i}: runner {ours[-1]:.3f} s, xargs {base[-1]:.3f} s", file=sys.stderr)
+        proc.run(["chmod", "-R", "u+w", tmp_name])
+    ratio = statistics.median(ours) / statistics.median(base)
+    print(
+        f"median: runner {statistics.median(ours):.3f} s, xargs {statistics.median(base):.3f} s",
+        file=sys.stderr,
+    )
+    print(f"executor_overhead: runner/xargs={ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

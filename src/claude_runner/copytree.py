@@ -54,6 +54,7 @@ _EXTRACT = (
     "tar",
     "--extract",
     "--preserve-permissions",  # no umask: modes as in the source (u+w added above)
+    "--read-full-records",  # a FIFO fed by tee delivers short reads
     "--numeric-owner",
 )
 _STDERR_LINES = 5

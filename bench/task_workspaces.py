@@ -1,0 +1,164 @@
+"""Benchmark: 16 ``worktree`` task workspaces of one repository, three ways.
+
+Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--count 16]``
+(needs root for the per-round file systems; see below).
+
+Methods, timed side by side in each round with a rotating order:
+
+- runner: ``copy_tree_many(src, 16 destinations)`` (the source is read once, one tar
+  stream fanned out to 16 extractors);
+- cp_a: ``cp -a src dst`` 16 times, one after the other;
+- git_worktree: ``git worktree add --detach dst`` 16 times (tracked files only, from a
+  private copy of the repository so the cached one never changes).
+
+Disk: at scale 1.0 one method's 16 copies take about 11 GB, so five rounds of three
+methods would need about 160 GB, and deleting between rounds is no way out (creating
+files right after deleting many is slow for minutes on this ext4 without a journal).
+Each method in each round therefore writes into its own fresh ext4 file system (no
+journal, like the host's) in a sparse image file on the host disk, attached with a
+direct-I/O loop device so pages are not cached twice; after the measurement it is
+unmounted and the image removed, which frees one file, not 300,000 inodes. As for
+``workspace_copy.py``: the source is re-read into the page cache and ``sync`` runs before
+each timed method; the time ends when the last copy's process exits. ``--scale`` and
+``--count`` shrink the run for a quick look; the defaults are the issue's sizes.
+
+The last line is the ratio of medians::
+
+    task_workspaces: runner/cp_a=X.XX runner/git_worktree=Y.YY
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _repo
+from claude_runner import proc
+from claude_runner.copytree import copy_tree, copy_tree_many, remove_tree
+
+
+def _checked(argv: list[str], *, cwd: Path | None = None) -> str:
+    done = proc.run(argv, cwd=cwd, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def fresh_fs(image: Path, size: int, mountpoint: Path) -> Iterator[Path]:
+    """A new, empty ext4 (no journal) of ``size`` bytes mounted at ``mountpoint``."""
+    with image.open("wb") as f:
+        f.truncate(size)
+    _checked(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "nodiscard", str(image)])
+    device = _checked(["losetup", "--find", "--show", "--direct-io=on", str(image)]).strip()
+    try:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        _checked(["mount", device, str(mountpoint)])
+        try:
+            yield mountpoint
+        finally:
+            _checked(["umount", str(mountpoint)])
+    finally:
+        proc.run(["losetup", "--detach", device])
+        image.unlink()
+
+
+def run_runner(src: Path, dsts: list[Path]) -> None:
+    copy_tree_many(src, dsts)
+
+
+def run_cp(src: Path, dsts: list[Path]) -> None:
+    for dst in dsts:
+        _checked(["cp", "-a", str(src), str(dst)])
+
+
+def make_run_worktree(repo: Path) -> Callable[[Path, list[Path]], None]:
+    def run(_src: Path, dsts: list[Path]) -> None:
+        for dst in dsts:
+            _checked(["git", "-C", str(repo), "worktree", "add", "--quiet", "--detach", str(dst)])
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="repository size factor")
+    parser.add_argument("--count", type=int, default=16, help="workspaces per method")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("task_workspaces: needs root (loop-mounted file systems per round)")
+
+    src = _repo.ensure_repo(args.scale)
+    entries, size = _repo.tree_stats(src)
+    print(f"tree: {src} ({entries} entries, {size / 1e6:.0f} MB incl. .git)")
+    work = _repo.bench_dir() / f"task-workspaces-{os.getpid()}"
+    work.mkdir(parents=True)
+    # Room for count copies plus file system overhead (inodes, directories, slack).
+    fs_size = int((size * 1.3 + entries * 4096 * 1.2) * args.count) + (1 << 30)
+    free = shutil.disk_usage(work).free
+    if free < fs_size * 1.1:
+        remove_tree(work)
+        sys.exit(
+            f"task_workspaces: needs {fs_size * 1.1 / 1e9:.0f} GB free under {work}, "
+            f"has {free / 1e9:.0f} GB; try --scale 0.5 or --count 8"
+        )
+    times: dict[str, list[float]] = {"runner": [], "cp_a": [], "git_worktree": []}
+    names = list(times)
+    try:
+        repo_copy = work / "repo"
+        copy_tree(src, repo_copy)  # git worktree add writes into .git: use a private copy
+        methods: dict[str, Callable[[Path, list[Path]], None]] = {
+            "runner": run_runner,
+            "cp_a": run_cp,
+            "git_worktree": make_run_worktree(repo_copy),
+        }
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                with fresh_fs(work / "fs.img", fs_size, work / "mnt") as mnt:
+                    dsts = [mnt / f"{name}-{r}-{i:02d}" for i in range(args.count)]
+                    _repo.warm(repo_copy if name == "git_worktree" else src)
+                    _checked(["sync"])
+                    start = time.perf_counter()
+                    methods[name](src, dsts)
+                    times[name].append(time.perf_counter() - start)
+                    if r == 0:
+                        _spot_check(src, dsts, git_only=name == "git_worktree")
+                _checked(["git", "-C", str(repo_copy), "worktree", "prune"])
+            line = " ".join(f"{n}={times[n][-1]:.2f}s" for n in names)
+            print(f"round {r + 1}: {line} (load {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        with contextlib.suppress(OSError):
+            proc.run(["umount", str(work / "mnt")])
+        remove_tree(work)
+    med = {n: statistics.median(t) for n, t in times.items()}
+    for n in names:
+        print(f"{n}: median {med[n]:.2f}s of {', '.join(f'{t:.2f}' for t in times[n])}")
+    print(
+        f"task_workspaces: runner/cp_a={med['runner'] / med['cp_a']:.2f} "
+        f"runner/git_worktree={med['runner'] / med['git_worktree']:.2f}"
+    )
+
+
+def _spot_check(src: Path, dsts: list[Path], *, git_only: bool) -> None:
+    """The first and last workspace hold the source's files, byte for byte (git keeps no
+    empty directories: the generated ``empty/`` is left out of the worktree check)."""
+    skip = ["--exclude=.git", *(["--exclude=empty"] if git_only else [])]
+    for dst in (dsts[0], dsts[-1]):
+        diff = proc.run(["diff", "-r", "--no-dereference", *skip, str(src), str(dst)], timeout=600)
+        if diff.returncode != 0:
+            raise RuntimeError(f"{dst} differs from {src}: {diff.stdout[:500]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -233,16 +233,26 @@ def test_readiness_timeout_on_both_drivers_is_one_clear_error(
 def test_real_daemon_not_ready_in_time_is_stopped_and_cleaned(
     netns: NetNamespace, tmp_path: Path
 ) -> None:
-    # No dockerd answers within a millisecond: both attempts time out mid-start, and
-    # _run_in_ns checks that no daemon, pid file or socket survives them.
-    env = _env(tmp_path, DIND_STARTUP_TIMEOUT_SEC="0.001")
+    # A real dockerd whose containerd never comes up (fault injection: a `containerd`
+    # that only sleeps) listens on its socket but never answers _ping. Both attempts
+    # time out; _run_in_ns checks that neither daemon, nor its containerd, nor the pid
+    # file or socket survives.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "containerd"
+    fake.write_text('#!/bin/sh\necho "fake containerd $*"\nexec sleep 600\n')
+    fake.chmod(0o755)
+    env = _env(tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}", DIND_STARTUP_TIMEOUT_SEC="2")
     done, _ = _run_in_ns(netns, DRIVER, env, tmp_path)
     result = _driver_result(done)
     assert done.returncode == 2, result
-    assert "overlay2: did not answer _ping within 0.001s; vfs:" in str(result["error"])
+    assert str(result["error"]).startswith(
+        "Docker-in-Docker did not start (overlay2: did not answer _ping within 2s; "
+        "vfs: did not answer _ping within 2s)."
+    )
     log = (tmp_path / "dockerd.log").read_text()
-    assert "--storage-driver overlay2" in log
-    assert "--storage-driver vfs" in log
+    assert log.count("fake containerd") == 2  # the real dockerd started it, twice
+    assert log.index("--storage-driver overlay2") < log.index("--storage-driver vfs")
 
 
 # --- not root: through sudo -n -----------------------------------------------------
@@ -496,3 +506,50 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
         time.sleep(0.05)
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.cli
+def test_interactive_session_sees_the_daemon_which_stops_when_the_cli_exits(
+    netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
+) -> None:
+    from tests.test_interactive import SESSION, Tmux, _seed_claude_home  # noqa: PLC0415
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux not found: run scripts/setup-dev.sh")
+    fake_api.on(
+        "dind-interactive-check",
+        _bash("echo \"host=$DOCKER_HOST\"; docker info --format 'driver={{.Driver}}'"),
+        Text("interactive dind done"),
+    )
+    env = _workspace_env(_env(tmp_path, **{**claude_env, "TERM": "xterm-256color"}), tmp_path)
+    _seed_claude_home(Path(env["HOME"]), Path(env["WORKSPACE_DIR"]), DUMMY_API_KEY)
+    forwarder = Forwarder(netns.path, int(fake_api.url.rsplit(":", 1)[1].strip("/")))
+    tmux = Tmux(tmp_path, env)
+    try:
+        argv = netns.argv(RUNNER, data_root="tmpfs", scratch=tmp_path / "scratch")
+        tmux.start(argv, cwd=REPO)
+        tmux.wait_for("input prompt", lambda s: "bypass permissions on" in s)
+        # nsenter and unshare exec (no fork): the pane's process is the namespace's shell.
+        mnt = os.readlink(f"/proc/{tmux.pane_pid()}/ns/mnt")
+        # The runner stays the CLI's parent (no exec) so it can stop dockerd afterwards.
+        live = processes_in(mnt)
+        assert "dockerd" in {cmd.split()[0].rsplit("/", 1)[-1] for _, cmd in live}
+        assert any("-m claude_runner" in cmd for _, cmd in live), live
+        tmux.cmd("send-keys", "-t", SESSION, "-l", "dind-interactive-check")
+        tmux.cmd("send-keys", "-t", SESSION, "Enter")
+        tmux.wait_for("reply", lambda s: "interactive dind done" in s)
+        results = _tool_results(fake_api)
+        assert "host=unix:///var/run/docker.sock" in results
+        assert "driver=overlay2" in results
+        tmux.cmd("send-keys", "-t", SESSION, "-l", "/exit")
+        tmux.cmd("send-keys", "-t", SESSION, "Enter")
+        screen = tmux.wait_for("the runner's exit", lambda s: "NS rc=" in s)
+    finally:
+        forwarder.close()
+        tmux.kill()
+    report = ns_report(screen)
+    assert report["rc"] == "0", screen
+    assert report["left"] == ""
+    assert wait_until_empty(mnt) == []

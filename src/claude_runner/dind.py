@@ -47,6 +47,9 @@ from claude_runner.errors import DaemonError, UsageError
 SOCKET = Path("/var/run/docker.sock")
 PIDFILE = Path("/var/run/docker.pid")
 EXEC_ROOT = Path("/var/run/docker")
+# dockerd reuses a containerd whose pid file names a live (or zombie) pid: never let a
+# killed attempt's file mislead the next one.
+CONTAINERD_PIDFILE = EXEC_ROOT / "containerd" / "containerd.pid"
 FALLBACK_DRIVER = "vfs"
 STOP_GRACE = 20.0  # dockerd gives containers up to 15 s (its shutdown-timeout) to stop
 POLL_INTERVAL = 0.05
@@ -230,8 +233,10 @@ class DockerDaemon:
             code = self._child.poll()
             if code is not None:
                 return f"exited with code {code} during start-up"
+            # A daemon still initialising accepts connections but does not answer yet.
+            left = deadline - time.monotonic()
             try:
-                if ping(SOCKET):
+                if ping(SOCKET, timeout=min(2.0, max(left, POLL_INTERVAL))):
                     return _READY
             except PermissionError as exc:
                 raise DaemonError(
@@ -263,7 +268,7 @@ class DockerDaemon:
         if leftovers:
             self._kill(sorted(leftovers))
         child.wait()
-        self._as_root_run(["rm", "-f", str(PIDFILE), str(SOCKET)])
+        self._as_root_run(["rm", "-f", str(PIDFILE), str(SOCKET), str(CONTAINERD_PIDFILE)])
 
     def _kill(self, pids: list[int]) -> None:
         if self._as_root:
@@ -274,6 +279,12 @@ class DockerDaemon:
             self._as_root_run(["kill", "-KILL", *map(str, pids)])
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(_running(p) for p in pids):
+            # Reap orphans that became ours (the runner may be a subreaper); the
+            # daemon's own process is left to Popen.
+            for pid in pids:
+                if pid != self._child.pid:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._child.wait(timeout=POLL_INTERVAL)
 

@@ -418,6 +418,29 @@ def test_unreadable_file_fails_with_path_and_reason_and_cleans_up(open_tmp: Path
     assert not dst.exists()
 
 
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to mount a small tmpfs")
+@pytest.mark.parametrize("count", [1, 3])
+def test_full_disk_fails_with_the_reason_and_removes_every_copy(tmp_path: Path, count: int) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_text("fits\n")
+    (src / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    small = tmp_path / "small-fs"
+    small.mkdir()
+    mounted = proc.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)])
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        dsts = [small / f"w{i}" for i in range(count)]
+        with pytest.raises(WorkspaceError, match=r"big\.bin: Wrote only") as info:
+            copy_tree_many(src, dsts)
+        assert str(src) in str(info.value)
+        assert "tar -c exited with -13" not in str(info.value)  # the cause, not SIGPIPE
+        assert list(small.iterdir()) == []
+    finally:
+        proc.run(["umount", str(small)])
+
+
 def test_unreadable_file_fails_non_root(tmp_path: Path) -> None:
     if IS_ROOT:
         pytest.skip("root reads everything; the root test runs the copy as nobody")

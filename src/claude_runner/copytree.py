@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -176,7 +177,7 @@ def _run_pipeline(source: Path, targets: list[Path]) -> None:
         except BaseException:
             for _, child, _ in children:
                 if child.poll() is None:
-                    proc.stop(child, grace=1.0, first_signal=15)
+                    proc.stop(child, grace=1.0, first_signal=signal.SIGTERM)
             raise
         if failures:
             raise WorkspaceError(
@@ -208,7 +209,7 @@ def _spawn(
 
 
 def _wait_all(children: list[tuple[str, subprocess.Popen[bytes], Path]]) -> list[str]:
-    failures = []
+    failures: list[tuple[int, str]] = []
     for name, child, log in children:
         code = child.wait()
         if code != 0:
@@ -216,8 +217,10 @@ def _wait_all(children: list[tuple[str, subprocess.Popen[bytes], Path]]) -> list
             detail = " | ".join(lines[:_STDERR_LINES]) or "no message"
             if len(lines) > _STDERR_LINES:
                 detail += f" | ... ({len(lines) - _STDERR_LINES} more lines)"
-            failures.append(f"{name} exited with {code}: {detail}")
-    return failures
+            failures.append((code, f"{name} exited with {code}: {detail}"))
+    # A reader killed by SIGPIPE only says that a consumer died first: report the cause.
+    causes = [text for code, text in failures if code != -signal.SIGPIPE]
+    return causes or [text for _, text in failures]
 
 
 def _undo(target: Path, *, remove_dir: bool) -> None:

@@ -457,6 +457,44 @@ def test_agent_runs_a_container_through_the_inner_daemon(
 @pytest.mark.docker
 @pytest.mark.root
 @pytest.mark.cli
+def test_pipeline_tasks_in_parallel_share_the_inner_daemon(
+    netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
+) -> None:
+    for task in ("p0", "p1"):
+        fake_api.on(
+            f"dind-pipeline-{task}",
+            _bash(
+                f'echo "{task}:host=$DOCKER_HOST"; '
+                f"docker info --format '{task}:driver={{{{.Driver}}}}'"
+            ),
+            Text(f"{task} done"),
+        )
+    env = _workspace_env(_env(tmp_path, **claude_env), tmp_path)
+    (tmp_path / "source" / "plan.yml").write_text(
+        "version: v1\n"
+        "stages:\n"
+        "  - id: s\n"
+        "    mode: parallel\n"
+        "    workspace: shared\n"
+        "    tasks:\n"
+        "      - {id: p0, prompt: dind-pipeline-p0, allow_shared_writes: true}\n"
+        "      - {id: p1, prompt: dind-pipeline-p1, allow_shared_writes: true}\n"
+    )
+    forwarder = Forwarder(netns.path, int(fake_api.url.rsplit(":", 1)[1].strip("/")))
+    try:
+        done, _ = _run_in_ns(netns, [*RUNNER, "--pipeline", "plan.yml"], env, tmp_path)
+    finally:
+        forwarder.close()
+    assert done.returncode == 0, done.stderr
+    results = _tool_results(fake_api)
+    for task in ("p0", "p1"):
+        assert f"{task}:host=unix:///var/run/docker.sock" in results
+        assert f"{task}:driver=overlay2" in results
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.cli
 def test_sigterm_mid_run_stops_agent_then_daemon_and_leaves_nothing(
     netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
 ) -> None:

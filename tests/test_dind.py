@@ -182,14 +182,15 @@ def test_overlay2_falls_back_to_vfs_on_an_overlay_data_root(
     assert DUMMY_API_KEY not in log
 
 
-def _hanging_dockerd(tmp_path: Path) -> Path:
-    """Fault injection: a `dockerd` that never answers and ignores SIGTERM."""
+def _hanging_dockerd(tmp_path: Path, *, ignore_term: bool = True) -> Path:
+    """Fault injection: a `dockerd` that never answers (and ignores SIGTERM)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "dockerd"
     fake.write_text(
         '#!/bin/sh\necho "fake dockerd $*"\necho $$ >> "$(dirname "$0")/pids"\n'
-        "trap '' TERM\nwhile :; do sleep 1; done\n"
+        + ("trap '' TERM\n" if ignore_term else "")
+        + "while :; do sleep 1; done\n"
     )
     fake.chmod(0o755)
     return bin_dir
@@ -574,7 +575,7 @@ def test_interactive_session_sees_the_daemon_which_stops_when_the_cli_exits(
         # The runner stays the CLI's parent (no exec) so it can stop dockerd afterwards.
         live = processes_in(mnt)
         assert "dockerd" in {cmd.split()[0].rsplit("/", 1)[-1] for _, cmd in live}
-        assert any("-m claude_runner" in cmd for _, cmd in live), live
+        assert any(cmd.startswith(f"{sys.executable} -m claude_runner") for _, cmd in live)
         tmux.cmd("send-keys", "-t", SESSION, "-l", "dind-interactive-check")
         tmux.cmd("send-keys", "-t", SESSION, "Enter")
         tmux.wait_for("reply", lambda s: "interactive dind done" in s)
@@ -591,3 +592,43 @@ def test_interactive_session_sees_the_daemon_which_stops_when_the_cli_exits(
     assert report["rc"] == "0", screen
     assert report["left"] == ""
     assert wait_until_empty(mnt) == []
+
+
+@pytest.mark.docker
+@pytest.mark.root
+@pytest.mark.cli
+def test_sigterm_during_daemon_start_up_ends_the_wait(
+    netns: NetNamespace, tmp_path: Path, claude_env: dict[str, str]
+) -> None:
+    bin_dir = _hanging_dockerd(tmp_path, ignore_term=False)
+    env = _workspace_env(
+        _env(
+            tmp_path,
+            **{
+                **claude_env,
+                "PATH": f"{bin_dir}:{claude_env['PATH']}",
+                "DIND_STARTUP_TIMEOUT_SEC": "600",
+            },
+        ),
+        tmp_path,
+    )
+    argv = netns.argv([*RUNNER, "never sent"], data_root="tmpfs", scratch=tmp_path / "scratch")
+    child = proc.spawn(argv, cwd=REPO, env=env, stdout=subprocess.PIPE)
+    out = LineReader(child)
+    try:
+        mnt = out.wait_for("NS mnt=", 30).split("=", 1)[1]
+        _wait((bin_dir / "pids").exists, 60, "the daemon to be started")
+        [runner] = [
+            pid
+            for pid, cmd in processes_in(mnt)
+            if cmd.startswith(f"{sys.executable} -m claude_runner")
+        ]
+        os.kill(runner, signal.SIGTERM)
+        # Far below the 600 s start-up timeout: the signal ends the wait.
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            proc.stop(child, grace=2)
+    assert ns_report(out.text())["left"] == ""
+    assert wait_until_empty(mnt) == []
+    assert len((bin_dir / "pids").read_text().split()) == 1  # no vfs retry after a signal

@@ -77,7 +77,7 @@ def run(args: Args) -> int:
             if settings.enable_dind:
                 from claude_runner.dind import DockerDaemon  # noqa: PLC0415
 
-                daemon = DockerDaemon.start(settings, notice=log.notice)
+                daemon = DockerDaemon.start(settings, notice=log.notice, cancel=cancel.event)
                 env.update(daemon.env)
             if cancel.event.is_set():
                 code = 1

@@ -385,8 +385,12 @@ def test_mounted_socket_is_refused_before_anything_starts(
     netns: NetNamespace, tmp_path: Path, claude_env: dict[str, str]
 ) -> None:
     env = _workspace_env(_env(tmp_path, **claude_env, ENABLE_DIND="yes"), tmp_path)
-    bind = "import socket; socket.socket(socket.AF_UNIX).bind('/var/run/docker.sock')"
-    command = ["sh", "-c", f'{sys.executable} -c "{bind}" && exec "$@"', "sh", *RUNNER, "hi"]
+    # What `docker run -v /var/run/docker.sock:/var/run/docker.sock` does: a bind mount
+    # of the host's socket (here a stand-in socket file) over the path.
+    host_socket = tmp_path / "host.sock"
+    socket.socket(socket.AF_UNIX).bind(str(host_socket))
+    mount = f"touch /var/run/docker.sock && mount --bind {host_socket} /var/run/docker.sock"
+    command = ["sh", "-c", f'{mount} && exec "$@"', "sh", *RUNNER, "hi"]
     argv = netns.argv(command, data_root="tmpfs", scratch=tmp_path / "scratch")
     done = proc.run(argv, cwd=REPO, env=env, timeout=60)
     assert done.returncode == 2, done.stderr
@@ -398,6 +402,22 @@ def test_mounted_socket_is_refused_before_anything_starts(
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "workspace").exists()  # refused before the copy
     assert not (tmp_path / "dockerd.log").exists()  # and before any daemon
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_a_stale_socket_from_a_killed_run_is_not_a_mounted_one(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    # `docker restart` after a SIGKILL keeps /var/run: the old socket file is still
+    # there, not mounted and not answering. The daemon starts over it.
+    bind = "import socket; socket.socket(socket.AF_UNIX).bind('/var/run/docker.sock')"
+    command = ["sh", "-c", f'{sys.executable} -c "{bind}" && exec "$@"', "sh", *DRIVER]
+    done, _ = _run_in_ns(netns, command, _env(tmp_path), tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 0, result
+    assert result["chosen"] == "overlay2"
+    assert result["ping_ready"] is True
 
 
 def _bash(command: str) -> ToolUse:

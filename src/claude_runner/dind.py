@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,13 +61,16 @@ _DAEMON_ENV_KEYS = ("PATH", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin")
 _DAEMON_NAMES = frozenset({"containerd", "containerd-shim-runc-v2", "containerd-shim"})
 _READY = "ready"
+_CANCELLED = "cancelled"
 
 
 def check_preconditions(settings: Settings, *, env: Mapping[str, str] | None = None) -> None:
     """Everything that can be refused before the workspace is touched (exit 2)."""
     del settings  # the checks depend on the machine only; kept for a stable signature
     env = os.environ if env is None else env
-    if os.path.lexists(SOCKET):
+    # A socket left by a killed earlier run of this container (docker restart keeps
+    # /var/run) is neither mounted nor answering: dockerd replaces it.
+    if os.path.lexists(SOCKET) and (_is_mount_point(SOCKET) or _answers(SOCKET)):
         raise UsageError(
             f"ENABLE_DIND is on but {SOCKET} already exists (mounted from the host?): "
             "mounting an external Docker socket together with DinD is not allowed; "
@@ -75,6 +79,32 @@ def check_preconditions(settings: Settings, *, env: Mapping[str, str] | None = N
     dockerd = _dockerd_path(env)
     if os.geteuid() != 0:
         _check_sudo(dockerd, env)
+
+
+def _is_mount_point(path: Path) -> bool:
+    """Whether ``path`` (a file: ismount() only knows directories) is a mount point."""
+    target = os.path.realpath(path)
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return True  # cannot tell: refuse rather than start a second daemon
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        # Field 5 is the mount point, with space, tab, newline, backslash octal-escaped.
+        if len(fields) > 4 and _unescape(fields[4]) == target:
+            return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _answers(path: Path) -> bool:
+    try:
+        return ping(path, timeout=2.0)
+    except PermissionError:
+        return True  # something guarded is there; do not start over it
 
 
 def _dockerd_path(env: Mapping[str, str]) -> str:
@@ -198,7 +228,7 @@ class DockerDaemon:
             if failure == _READY:
                 notice(f"dockerd ready (storage driver {driver}, log {settings.dind_log_file})")
                 return daemon
-            if failure is None:  # cancelled: the caller's cleanup stops it
+            if failure == _CANCELLED:  # the caller stops it with the rest of the run
                 return daemon
             daemon.stop()
             failures.append(f"{driver}: {failure}")
@@ -226,8 +256,8 @@ class DockerDaemon:
             child = proc.spawn(argv, env=daemon_env, stdout=log.fileno(), stderr=log.fileno())
         return cls(child, driver=driver, log_file=log_file, as_root=as_root)
 
-    def _wait_ready(self, timeout: float, cancel: threading.Event | None) -> str | None:
-        """``_READY``, None when cancelled, else why it is not ready."""
+    def _wait_ready(self, timeout: float, cancel: threading.Event | None) -> str:
+        """``_READY``, ``_CANCELLED``, or why it is not ready."""
         deadline = time.monotonic() + timeout
         while True:
             code = self._child.poll()
@@ -244,7 +274,7 @@ class DockerDaemon:
                     "add the runner's user to the docker group"
                 ) from exc
             if cancel is not None and cancel.is_set():
-                return None
+                return _CANCELLED
             if time.monotonic() >= deadline:
                 return f"did not answer _ping within {timeout:g}s"
             time.sleep(POLL_INTERVAL)

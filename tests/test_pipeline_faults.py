@@ -28,7 +28,7 @@ Events = list[dict[str, Any]]
 REPO = Path(__file__).resolve().parents[1]
 
 DRIVER = r"""
-import json, os, resource, signal, sys, threading
+import json, os, signal, sys, threading
 from pathlib import Path
 from claude_runner.plan.models import Plan, resolve
 from claude_runner.pipeline.executor import run_pipeline
@@ -53,7 +53,9 @@ rc = run_pipeline(
     cancel=cancel,
     out=sys.stdout,
 )
-sys.stderr.write(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\n")
+# VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's across exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+sys.stderr.write(f"maxrss_kb={hwm}\n")
 sys.exit(128 + got[0] if got else rc)
 """
 

@@ -10,49 +10,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_runner.pipeline.stream import (
-    maybe_interesting,
-    pump,
-    read_pieces,
-    session_id_of_init,
-)
+from claude_runner.pipeline.stream import maybe_interesting, pump, session_id_of_init
 
 
-def pieces(data: bytes, limit: int) -> list[tuple[bytes, str]]:
-    return [(p.data, p.kind) for p in read_pieces(io.BytesIO(data), limit=limit)]
+def through(data: bytes, limit: int) -> tuple[bytes, list[int]]:
+    log = io.BytesIO()
+    stats = pump(io.BytesIO(data), log, on_message=lambda m: None, limit=limit)
+    return log.getvalue(), stats.overlong
 
 
-def test_lines_up_to_the_limit_are_whole() -> None:
-    assert pieces(b"abcd\nef\n\nlast", 4) == [
-        (b"abcd", "whole"),
-        (b"ef", "whole"),
-        (b"", "whole"),
-        (b"last", "whole"),
-    ]
+def test_lines_up_to_the_limit_are_whole_and_a_last_line_gets_its_newline() -> None:
+    assert through(b"abcd\nef\n\nlast", 4) == (b"abcd\nef\n\nlast\n", [])
 
 
-def test_a_longer_line_comes_as_head_and_chunks_then_reading_goes_on() -> None:
-    got = pieces(b"abcdefgh\nnext\n", 4)
-    assert got[0] == (b"abcde", "head")
-    assert got[-2][1] == "end"
-    assert b"".join(d for d, _ in got[:-1]) == b"abcdefgh"
-    assert got[-1] == (b"next", "whole")
-
-
-def test_an_overlong_last_line_without_newline_ends() -> None:
-    got = pieces(b"abcdefgh", 4)
-    assert b"".join(d for d, _ in got) == b"abcdefgh"
-    assert got[-1][1] == "end"
+def test_a_longer_line_is_logged_whole_and_reading_goes_on() -> None:
+    assert through(b"abcdefgh\nnext\n", 4) == (b"abcdefgh\nnext\n", [8])
+    assert through(b"abcdefgh", 4) == (b"abcdefgh\n", [8])
 
 
 @given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=20))
-def test_pieces_rejoin_to_the_input(lines: list[bytes]) -> None:
+def test_the_log_is_the_input_whatever_the_line_lengths(lines: list[bytes]) -> None:
     data = b"\n".join(lines) + b"\n" if lines else b""
-    rebuilt = b""
-    for p in read_pieces(io.BytesIO(data), limit=8):
-        rebuilt += p.data + (b"\n" if p.ends_line else b"")
-        assert len(p.data) <= 9 or p.kind in ("more", "end")  # chunks: bounded by 1 MiB
-    assert rebuilt == data
+    log, overlong = through(data, 8)
+    assert log == data
+    assert overlong == [len(x) for x in lines if len(x) > 8]
 
 
 @pytest.mark.parametrize(
@@ -118,3 +99,28 @@ def test_pump_streams_an_overlong_line_to_the_log_without_parsing_it() -> None:
     assert messages == []
     assert lines == [b"ok"]
     assert stats.overlong == [len(big)]
+
+
+def test_a_result_key_in_another_message_is_not_the_result() -> None:
+    stream = (
+        b'{"type":"system","subtype":"init","session_id":"s"}\n'
+        b'{"type":"assistant","input":{"result":"x","system":"y"}}\n'
+        b'{"type":"user","content":[{"type":"tool_result","result":"z"}]}\n'
+        b'{"type":"result","result":"final","is_error":false}\n'
+    )
+    _, messages, _, _ = run_pump(stream)
+    assert [m["type"] for m in messages] == ["system", "result"]
+    assert messages[1]["result"] == "final"
+
+
+@given(
+    st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    st.integers(min_value=1, max_value=12),
+)
+def test_every_line_is_forwarded_or_counted_overlong(lines: list[bytes], limit: int) -> None:
+    data = b"".join(x + b"\n" for x in lines)
+    log, _, forwarded, stats = run_pump(data, limit=limit)
+    assert log == data
+    assert forwarded == [x for x in lines if len(x) <= limit]
+    assert stats.overlong == [len(x) for x in lines if len(x) > limit]
+    assert (stats.lines, stats.bytes) == (len(lines), len(data))

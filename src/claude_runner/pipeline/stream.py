@@ -2,7 +2,7 @@
 
 Lines are read with a blocking ``readline(limit)`` on a buffered binary pipe (twice as fast
 as asyncio here). A line is held in memory only up to ``MAX_LINE`` (64 MiB); the rest of a
-longer line is streamed to the sink in chunks and reported as ``overlong`` instead of
+longer line is streamed to the log in 1 MiB chunks and reported as ``overlong`` instead of
 being parsed, so memory stays bounded and nothing is silently glued or cut.
 
 JSON is parsed only for lines that can matter: those containing ``"system"`` (the
@@ -15,7 +15,7 @@ spacing, and the real check happens on the parsed object.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -23,46 +23,6 @@ MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SYSTEM = b'"system"'
 _RESULT = b'"result"'
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A whole line (``whole``), or a part of an overlong one: its first ``limit`` bytes
-    (``head``), middle chunks (``more``) and the last chunk (``end``). Newlines are
-    stripped; a line ends after a ``whole`` or ``end`` piece."""
-
-    data: bytes
-    kind: str = "whole"
-
-    @property
-    def ends_line(self) -> bool:
-        return self.kind in ("whole", "end")
-
-
-def read_pieces(stream: IO[bytes], *, limit: int = MAX_LINE) -> Iterator[Piece]:
-    """Yield the lines of ``stream`` as pieces. No more than ``limit`` bytes of one line
-    are ever held: a longer line arrives as a ``head`` followed by bounded chunks."""
-    readline = stream.readline
-    while True:
-        raw = readline(limit + 1)  # + the newline: a line of ``limit`` bytes is whole
-        if not raw:
-            return
-        if raw.endswith(b"\n"):
-            yield Piece(raw[:-1])
-            continue
-        if len(raw) <= limit:  # the last line, without a newline
-            yield Piece(raw)
-            return
-        yield Piece(raw, "head")  # longer than ``limit``: the rest follows in chunks
-        while True:
-            chunk = readline(_CHUNK)
-            if not chunk:
-                yield Piece(b"", "end")
-                return
-            if chunk.endswith(b"\n"):
-                yield Piece(chunk[:-1], "end")
-                break
-            yield Piece(chunk, "more")
 
 
 def maybe_interesting(line: bytes) -> bool:
@@ -100,11 +60,110 @@ class PumpStats:
     overlong: list[int] = field(default_factory=list)
 
 
-def _mask(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
-    for secret in secrets:
-        if secret in data:
-            data = data.replace(secret, b"***")
-    return data
+class _Scanner:
+    """Finds the ``system``/``init`` and ``result`` messages in blocks of whole lines."""
+
+    def __init__(self, on_message: Callable[[dict[str, object]], None]) -> None:
+        self.on_message = on_message
+        self.want_system = True
+
+    def scan(self, block: bytes) -> None:
+        if self.want_system:
+            self._find(block, _SYSTEM)
+        self._find(block, _RESULT)
+
+    def _find(self, block: bytes, needle: bytes) -> None:
+        at = block.find(needle)
+        while at >= 0:
+            start = block.rfind(b"\n", 0, at) + 1
+            end = block.find(b"\n", at)
+            end = len(block) if end < 0 else end
+            message = parse_object(block[start:end])
+            if message is not None:
+                if is_result(message) and needle is _RESULT:
+                    self.on_message(message)
+                elif needle is _SYSTEM and session_id_of_init(message) is not None:
+                    self.want_system = False
+                    self.on_message(message)
+                    return
+            at = block.find(needle, end)
+
+
+class _LineSplitter:
+    """Cuts a byte stream into blocks of whole lines for ``write_lines`` and passes
+    lines longer than ``limit`` straight to the log, holding at most ``limit`` bytes."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        log: IO[bytes],
+        mask: Callable[[bytes], bytes],
+        write_lines: Callable[[bytes], None],
+        stats: PumpStats,
+    ) -> None:
+        self.limit, self.log, self.mask = limit, log, mask
+        self.write_lines, self.stats = write_lines, stats
+        self.pending: list[bytes] = []  # chunks of the unfinished line
+        self.pending_len = 0
+        self.skipping = -1  # bytes so far of an overlong line passed through, else -1
+
+    def _overlong_done(self, length: int) -> None:
+        self.stats.overlong.append(length)
+        self.stats.lines += 1
+        self.stats.bytes += length + 1
+
+    def _flush_pending(self) -> None:
+        for part in self.pending:
+            self.log.write(self.mask(part))
+        self.pending, self.pending_len = [], 0
+
+    def feed(self, chunk: bytes) -> None:
+        newline = chunk.find(b"\n")
+        if self.skipping >= 0:  # the rest of an overlong line
+            if newline < 0:
+                self.log.write(self.mask(chunk))
+                self.skipping += len(chunk)
+                return
+            self.log.write(self.mask(chunk[: newline + 1]))
+            self._overlong_done(self.skipping + newline)
+            self.skipping = -1
+            chunk = chunk[newline + 1 :]
+            newline = chunk.find(b"\n")
+        if not chunk:
+            return
+        if newline < 0:
+            self.pending.append(chunk)
+            self.pending_len += len(chunk)
+            if self.pending_len > self.limit:  # stop holding it: pass it through
+                self.skipping = self.pending_len
+                self._flush_pending()
+            return
+        if self.pending:
+            if self.pending_len + newline > self.limit:
+                length = self.pending_len + newline
+                self._flush_pending()
+                self.log.write(self.mask(chunk[: newline + 1]))
+                self._overlong_done(length)
+                chunk = chunk[newline + 1 :]
+            else:
+                self.pending.append(chunk)
+                chunk = b"".join(self.pending)
+                self.pending, self.pending_len = [], 0
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            self.write_lines(chunk[:end] if end < len(chunk) else chunk)
+        if end < len(chunk):
+            self.pending.append(chunk[end:])
+            self.pending_len = len(chunk) - end
+
+    def close(self) -> None:
+        if self.skipping >= 0:
+            self.log.write(b"\n")
+            self._overlong_done(self.skipping)
+        elif self.pending:
+            self.write_lines(b"".join(self.pending) + b"\n")
+            self.pending, self.pending_len = [], 0
 
 
 def pump(
@@ -116,39 +175,42 @@ def pump(
     secrets: tuple[bytes, ...] = (),
     limit: int = MAX_LINE,
 ) -> PumpStats:
-    """Copy an agent's stdout to ``log`` line by line (secrets masked) until EOF.
+    """Copy an agent's stdout to ``log`` (secrets masked) until EOF, line-aligned.
 
     ``on_message`` receives the parsed ``system``/``init`` and ``result`` messages;
-    ``on_line`` (verbosity vv) receives every whole line. Lines longer than ``limit``
-    still reach the log whole, in bounded chunks, but are neither parsed nor forwarded.
+    ``on_line`` (verbosity vv) receives every line (without its newline). A line longer
+    than ``limit`` still reaches the log whole, in chunks as they arrive, but is neither
+    parsed nor forwarded; ``PumpStats.overlong`` records its size. A last line without
+    a newline gets one in the log.
+
+    Output is handled in blocks (whatever one read returns, up to 1 MiB) cut at the last
+    newline: one write, one masking pass and one search per needle per block, in C, rather
+    than per line in Python; only lines that contain a needle are parsed. The unfinished
+    line is kept as a list of chunks, joined once when its newline arrives.
     """
     stats = PumpStats()
-    want_system = True
-    write = log.write
-    overlong = 0
-    for piece in read_pieces(stdout, limit=limit):
-        data = _mask(piece.data, secrets) if secrets else piece.data
-        write(data)
-        if piece.kind != "whole":
-            overlong += len(data)
-            if piece.kind == "end":
-                write(b"\n")
-                stats.lines += 1
-                stats.overlong.append(overlong)
-                stats.bytes += overlong + 1
-                overlong = 0
-            continue
-        write(b"\n")
-        stats.lines += 1
-        stats.bytes += len(data) + 1
-        if (want_system and _SYSTEM in data) or _RESULT in data:
-            message = parse_object(data)
-            if message is not None and (
-                is_result(message) or session_id_of_init(message) is not None
-            ):
-                if not is_result(message):
-                    want_system = False
-                on_message(message)
+    scanner = _Scanner(on_message)
+
+    def mask(data: bytes) -> bytes:
+        for secret in secrets:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
+
+    def write_lines(block: bytes) -> None:
+        block = mask(block)
+        log.write(block)
+        stats.lines += block.count(b"\n")
+        stats.bytes += len(block)
+        scanner.scan(block)
         if on_line is not None:
-            on_line(data)
+            for line in block.split(b"\n")[:-1]:
+                on_line(line)
+
+    splitter = _LineSplitter(limit=limit, log=log, mask=mask, write_lines=write_lines, stats=stats)
+    read = getattr(stdout, "read1", stdout.read)
+    size = min(_CHUNK, limit)  # so that only a block's first line can exceed ``limit``
+    while chunk := read(size):
+        splitter.feed(chunk)
+    splitter.close()
     return stats

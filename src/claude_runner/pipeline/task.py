@@ -234,8 +234,12 @@ class TaskRun:
                 self._child = child
             assert child.stdout is not None  # noqa: S101
             stack.callback(child.stdout.close)
+            # Popen's reader has an 8 KiB buffer; a larger one halves the read calls.
+            reader = stack.enter_context(
+                open(child.stdout.fileno(), "rb", buffering=_PIPE_BUFFER, closefd=False)
+            )
             stats = stream.pump(
-                child.stdout,
+                reader,
                 log,
                 on_message=self._on_message,
                 on_line=self._on_line if task.verbosity == "vv" else None,

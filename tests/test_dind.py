@@ -270,15 +270,14 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def _as_nobody(command: list[str], *, sudoers: str | None) -> list[str]:
+def _as_nobody(command: list[str], *, sudoers: Path | None) -> list[str]:
     """``command`` as uid nobody with the docker group, after (optionally) installing
-    a sudoers rule visible only in this mount namespace."""
+    the ``sudoers`` file, visible only in this mount namespace."""
     setup = "set -e\n"
     if sudoers is not None:
         setup += (
             "mount -t tmpfs -o mode=0755 tmpfs /etc/sudoers.d\n"
-            f"printf '%s\\n' '{sudoers}' > /etc/sudoers.d/dind-test\n"
-            "chmod 0440 /etc/sudoers.d/dind-test\n"
+            f"install -m 0440 {sudoers} /etc/sudoers.d/dind-test\n"
         )
     docker_gid = grp.getgrnam("docker").gr_gid
     setup += f'exec setpriv --reuid {NOBODY} --regid {docker_gid} --clear-groups "$@"\n'
@@ -313,11 +312,13 @@ def test_non_root_starts_dockerd_through_sudo(
     netns: NetNamespace, tmp_path: Path, shared_dir: Path
 ) -> None:
     _require_sudo()
-    rule = (
-        "nobody ALL=(root) NOPASSWD: /usr/sbin/dockerd, /usr/bin/kill, /bin/kill, "
-        "/usr/bin/rm, /bin/rm"
-    )
-    command = _as_nobody(NOBODY_DRIVER, sudoers=rule)
+    # The image's narrow rules, for nobody instead of claude: they must allow exactly
+    # what the daemon module runs.
+    image_rules = (REPO / "docker" / "sudoers-dind").read_text()
+    rules = shared_dir / "sudoers"
+    rules.write_text(image_rules.replace("\nclaude ALL=(root)", "\nnobody ALL=(root)"))
+    assert "\nnobody ALL=(root)" in rules.read_text()
+    command = _as_nobody(NOBODY_DRIVER, sudoers=rules)
     done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
     result = _driver_result(done)
     assert done.returncode == 0, (result, done.stderr)
@@ -335,7 +336,9 @@ def test_non_root_without_passwordless_sudo_is_one_clear_error(
     netns: NetNamespace, tmp_path: Path, shared_dir: Path
 ) -> None:
     _require_sudo()
-    command = _as_nobody(NOBODY_DRIVER, sudoers="")
+    rules = shared_dir / "sudoers"
+    rules.write_text("# no rule for nobody\n")
+    command = _as_nobody(NOBODY_DRIVER, sudoers=rules)
     done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
     result = _driver_result(done)
     assert done.returncode == 2

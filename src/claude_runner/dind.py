@@ -6,9 +6,12 @@ Start (``DockerDaemon.start``):
      ``dockerd``/``sudo`` before anything starts (exit 2).
   2. ``dockerd --storage-driver D`` runs directly when root, else through ``sudo -n``;
      its stdout/stderr are appended to ``DIND_LOG_FILE`` (default ``/tmp/dockerd.log``,
-     writable whoever the runner runs as). A non-root runner needs a NOPASSWD sudoers
-     rule for dockerd, kill and rm (clean-up of what a failed daemon leaves) and the
-     docker group (the socket's group).
+     writable whoever the runner runs as). A non-root runner needs the docker group
+     (the socket's) and NOPASSWD sudoers rules for exactly these command lines (the
+     image's ``docker/sudoers-dind``): ``dockerd --storage-driver * --host
+     unix:///var/run/docker.sock --pidfile /var/run/docker.pid``, ``kill -KILL *``,
+     ``rm -f /var/run/docker.pid``, ``rm -f /var/run/docker.pid /var/run/docker.sock``
+     and ``rm -f /var/run/docker/containerd/containerd.pid``.
   3. Ready means ``GET /_ping`` over ``/var/run/docker.sock`` answers ``OK``, polled until
      ``DIND_STARTUP_TIMEOUT_SEC``. If the daemon exits or is not ready in time, it is
      stopped, its pid file and socket are removed and ``vfs`` is tried (overlay2 cannot
@@ -66,7 +69,6 @@ _CANCELLED = "cancelled"
 
 def check_preconditions(settings: Settings, *, env: Mapping[str, str] | None = None) -> None:
     """Everything that can be refused before the workspace is touched (exit 2)."""
-    del settings  # the checks depend on the machine only; kept for a stable signature
     env = os.environ if env is None else env
     # A socket left by a killed earlier run of this container (docker restart keeps
     # /var/run) is neither mounted nor answering: dockerd replaces it.
@@ -78,7 +80,7 @@ def check_preconditions(settings: Settings, *, env: Mapping[str, str] | None = N
         )
     dockerd = _dockerd_path(env)
     if os.geteuid() != 0:
-        _check_sudo(dockerd, env)
+        _check_sudo(build_argv(dockerd, settings.dind_storage_driver, as_root=True), env)
 
 
 def _is_mount_point(path: Path) -> bool:
@@ -118,15 +120,16 @@ def _dockerd_path(env: Mapping[str, str]) -> str:
     return found
 
 
-def _check_sudo(dockerd: str, env: Mapping[str, str]) -> None:
+def _check_sudo(argv: list[str], env: Mapping[str, str]) -> None:
     if shutil.which("sudo", path=env.get("PATH")) is None:
         raise DaemonError(
             f"ENABLE_DIND needs root to start dockerd, the runner runs as uid {os.geteuid()} "
             "and sudo is not installed; run the container as root or install sudo with a "
             "NOPASSWD rule for dockerd"
         )
-    # -l: ask whether dockerd may run, without running anything.
-    done = proc.run(["sudo", "-n", "-l", dockerd], env=env, timeout=30)
+    # -l with the exact command line: may it run (a sudoers rule may pin the
+    # arguments), without running anything.
+    done = proc.run(["sudo", "-n", "-l", *argv], env=env, timeout=30)
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[-1:] or ["no output"]
         raise DaemonError(
@@ -298,7 +301,9 @@ class DockerDaemon:
         if leftovers:
             self._kill(sorted(leftovers))
         child.wait()
-        self._as_root_run(["rm", "-f", str(PIDFILE), str(SOCKET), str(CONTAINERD_PIDFILE)])
+        # Two fixed command lines, so a narrow sudoers rule can allow exactly them.
+        self._as_root_run(["rm", "-f", str(PIDFILE), str(SOCKET)])
+        self._as_root_run(["rm", "-f", str(CONTAINERD_PIDFILE)])
 
     def _kill(self, pids: list[int]) -> None:
         if self._as_root:

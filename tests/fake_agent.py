@@ -15,6 +15,7 @@ the first word of the prompt picks the behaviour:
     error               init, a result with is_error true, exit 1
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
     config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
+    daemon              init, a grandchild that keeps stdout open and lives on, success
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def _hang(words: list[str]) -> None:
         time.sleep(3600)
 
 
+def _daemon() -> None:
+    # A grandchild in its own session that inherits stdout and outlives the agent.
+    subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
+    )
+
+
 def _write(data: bytes, times: int = 1) -> None:
     for _ in range(times):
         sys.stdout.buffer.write(data)
@@ -109,6 +117,7 @@ def main(argv: list[str]) -> int:
         ),
         "bigline": lambda: _write(_assistant_line(arg)),
         "config": _config,
+        "daemon": _daemon,
     }
     if mode == "noresult":
         return 0

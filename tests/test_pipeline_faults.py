@@ -455,3 +455,15 @@ def test_claude_config_dir_of_the_user_is_the_source_when_set(runner: Runner) ->
         "hasCompletedOnboarding": True,
     }
     assert seen["files"]["settings.json"] == "{}"
+
+
+def test_a_leftover_process_holding_the_output_open_does_not_hang_the_task(
+    runner: Runner,
+) -> None:
+    code, events = runner.run(plan_of(stage("s", "daemon", "ok")))
+    assert code == 0
+    assert task(events, "s", "t0")["notes"] == [
+        "the CLI exited but a process it started kept its output open: killed"
+    ]
+    assert task(events, "s", "t1")["status"] == "succeeded"
+    assert marked_processes(result_of(events)["plan_run_id"]) == []

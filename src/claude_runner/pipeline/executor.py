@@ -75,7 +75,7 @@ class _Run:
         )
         runs = [TaskRun(t, ctx) for t in stage.tasks]
         self.results.extend(r.result for r in runs)
-        limit = 1 if stage.mode == "sequential" else (stage.max_parallel or len(runs))
+        limit = 1 if stage.mode == "sequential" else min(stage.max_parallel or len(runs), len(runs))
         pending = deque(runs)
         running: dict[int, TaskRun] = {}
         done: queue.Queue[int] = queue.Queue()

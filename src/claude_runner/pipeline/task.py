@@ -45,6 +45,7 @@ from claude_runner.plan.models import ResolvedTask
 from claude_runner.plan.promptfile import read_prompt_file
 
 STOP_GRACE = 3.0
+PIPE_DRAIN = 5.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
@@ -238,17 +239,35 @@ class TaskRun:
             reader = stack.enter_context(
                 open(child.stdout.fileno(), "rb", buffering=_PIPE_BUFFER, closefd=False)
             )
-            stats = stream.pump(
-                reader,
-                log,
-                on_message=self._on_message,
-                on_line=self._on_line if task.verbosity == "vv" else None,
-                secrets=ctx.secrets,
-            )
+            pumped = threading.Event()
+            threading.Thread(
+                target=self._unblock, args=(child, pumped), name=f"watch-{task.id}", daemon=True
+            ).start()
+            try:
+                stats = stream.pump(
+                    reader,
+                    log,
+                    on_message=self._on_message,
+                    on_line=self._on_line if task.verbosity == "vv" else None,
+                    secrets=ctx.secrets,
+                )
+            finally:
+                pumped.set()
             returncode = child.wait()
         for size in stats.overlong:
             res.notes.append(f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed")
         self._settle(returncode)
+
+    def _unblock(self, child: subprocess.Popen[bytes], pumped: threading.Event) -> None:
+        """A process the CLI left behind may hold its stdout open, so the stream never
+        ends: once the CLI has exited, give the stream ``PIPE_DRAIN`` seconds, then kill
+        the task's marked processes."""
+        child.wait()
+        if not pumped.wait(PIPE_DRAIN):
+            self.result.notes.append(
+                "the CLI exited but a process it started kept its output open: killed"
+            )
+            orphans.kill_marked(TASK_MARKER, self._marker)
 
     def _settle(self, returncode: int) -> None:
         res = self.result

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
-from claude_runner import dind
+from claude_runner import dind, proc
 from claude_runner.config import Settings
 from claude_runner.dind import SOCKET, DockerDaemon, _UnixHTTPConnection, ping
 from claude_runner.errors import RunnerError
@@ -26,6 +27,18 @@ def _api_driver() -> str:
         conn.close()
 
 
+def _crash_with_container(image_tar: str) -> None:
+    """Run a container, then SIGKILL dockerd: its shim and container are orphaned."""
+    docker = ["/usr/bin/docker", "--host", f"unix://{SOCKET}"]
+    imported = proc.run([*docker, "import", image_tar, "tiny:1"], timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    started = proc.run(
+        [*docker, "run", "-d", "tiny:1", "/sleep", os.environ["DIND_TEST_SLEEP"]], timeout=120
+    )
+    assert started.returncode == 0, started.stderr
+    os.kill(int(dind.PIDFILE.read_text()), signal.SIGKILL)
+
+
 def main() -> int:
     if "DIND_TEST_STOP_GRACE" in os.environ:
         dind.STOP_GRACE = float(os.environ["DIND_TEST_STOP_GRACE"])
@@ -37,6 +50,11 @@ def main() -> int:
         out.update(error=str(exc), error_type=type(exc).__name__)
         print(json.dumps(out))
         return 2
+    if "--crash-with-container" in sys.argv:
+        _crash_with_container(sys.argv[-1])
+        daemon.stop()
+        print(json.dumps(out))
+        return 0
     with daemon:
         out.update(
             chosen=daemon.driver,

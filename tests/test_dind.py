@@ -256,6 +256,37 @@ def test_real_daemon_not_ready_in_time_is_stopped_and_cleaned(
     assert log.index("--storage-driver overlay2") < log.index("--storage-driver vfs")
 
 
+@pytest.mark.docker
+@pytest.mark.root
+def test_stop_after_dockerd_died_kills_its_orphaned_shim_and_container(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    # dockerd SIGKILLed with a container running: containerd, the shim and the
+    # container's process live on without it; stop() must still end them all.
+    image = tiny_image_tar(tmp_path / "tiny.tar")
+    marker = f"{os.getpid() % 1000 + 5000}.{time.time_ns() % 1000:03d}"  # unique argv
+    env = _env(tmp_path, DIND_TEST_SLEEP=marker)
+    command = [*DRIVER, "--crash-with-container", str(image)]
+    done, _ = _run_in_ns(netns, command, env, tmp_path)
+    result = _driver_result(done)
+    assert done.returncode == 0, (result, done.stderr)
+    # The container's process has a mount namespace of its own: look for it by argv.
+    assert _sleepers(marker) == []
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"/sleep", marker.encode()]:
+                found.append(int(entry.name))
+    return found
+
+
 # --- not root: through sudo -n -----------------------------------------------------
 
 NOBODY = 65534

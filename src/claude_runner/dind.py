@@ -295,7 +295,9 @@ class DockerDaemon:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=STOP_GRACE)
         leftovers = {p for p in before if _running(p)}
-        leftovers.update(proc.descendants(child.pid), _daemon_processes())
+        leftovers.update(proc.descendants(child.pid))
+        for pid in _daemon_processes():  # and the containers under an orphaned shim
+            leftovers.update([pid, *proc.descendants(pid)])
         if child.poll() is None:
             leftovers.add(child.pid)
         if leftovers:

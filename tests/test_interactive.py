@@ -72,6 +72,25 @@ class Tmux:
                 pytest.fail(f"no {what} on screen within {DEADLINE:.0f}s; screen:\n{screen}")
             time.sleep(0.1)
 
+    def exit_status(self, pid: int) -> int:
+        """Poll until the pane's process ``pid`` has ended; its exit status. tmux 3.3
+        sometimes marks the pane dead without reaping the process, so the status of a
+        zombie is read from /proc instead."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            fields = self.cmd(
+                "display-message", "-p", "-t", SESSION, "#{pane_dead} #{pane_dead_status}"
+            ).split()
+            if fields[:1] == ["1"]:
+                if len(fields) == 2:
+                    return int(fields[1])
+                status = _zombie_status(pid)
+                if status is not None:
+                    return status
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the session did not end within {DEADLINE:.0f}s:\n{self.screen()}")
+            time.sleep(0.1)
+
     def kill(self) -> None:
         """Stop the server; make sure no process of the pane survives it."""
         pids: list[int] = []
@@ -86,6 +105,15 @@ class Tmux:
         for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _zombie_status(pid: int) -> int | None:
+    """The exit status of an unreaped process (the last field of /proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return os.waitstatus_to_exitcode(int(fields[-1])) if fields[0] == "Z" else None
 
 
 def _alive(pid: int) -> bool:
@@ -165,6 +193,14 @@ def test_interactive_session_under_a_terminal(
     assert {h.get("x-api-key") for h in fake_api.headers} == {DUMMY_API_KEY}
     # Still the same process: the session goes on until the user quits.
     assert Path(f"/proc/{runner_pid}/exe").resolve() == Path(claude_bin).resolve()
+
+    tmux.cmd("send-keys", "-t", SESSION, "-l", "/exit")
+    # The slash-command menu shows the command once the input box has taken it.
+    tmux.wait_for("the /exit command in the menu", lambda s: "Exit the CLI" in s)
+    tmux.cmd("send-keys", "-t", SESSION, "Enter")
+    # Nothing sits between the terminal and the CLI: its exit status is the pane's.
+    assert tmux.exit_status(runner_pid) == 0
+    assert not _alive(runner_pid)
 
 
 def _run_v_without_prompt(

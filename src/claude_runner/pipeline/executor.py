@@ -36,7 +36,7 @@ from claude_runner.pipeline.events import (
     StageStart,
 )
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
-from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, finish_event
+from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, Watchdog, finish_event
 from claude_runner.plan.models import ResolvedPlan, ResolvedStage
 from claude_runner.redact import SECRET_ENV_VARS, Redactor
 
@@ -167,6 +167,7 @@ def run_pipeline(
         secrets=_secrets(env),
         git_dir=taskspace.git_dir_of(workspace, env),
         identity=(settings.git_user_name, settings.git_user_email),
+        watchdog=Watchdog(),
     )
     started = time.monotonic()
     state = _Run(ctx, cancel)
@@ -184,6 +185,7 @@ def run_pipeline(
         for stage in plan.stages:
             state.stage(stage)
     finally:
+        ctx.watchdog.close()
         orphans.kill_marked(TASK_MARKER, f"{plan_run_id}/", prefix=True)
         results = state.results
         seen = {(r.stage_id, r.task_id) for r in results}

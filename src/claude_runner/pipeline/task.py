@@ -53,6 +53,54 @@ _PIPE_BUFFER = 1024 * 1024
 TASK_MARKER = "CLAUDE_RUNNER_TASK"
 
 
+class Watchdog:
+    """One thread per run that unblocks streams a leftover process holds open.
+
+    A process the CLI started may inherit its stdout and outlive it, so the stream never
+    ends. Once a watched CLI has exited and its stream is still open ``PIPE_DRAIN``
+    seconds later, the task's marked processes are killed, which closes it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[TaskRun, tuple[subprocess.Popen[bytes], list[float]]] = {}
+        self._wake = threading.Event()
+        self._done = False
+        self._thread: threading.Thread | None = None
+
+    def watch(self, run: TaskRun, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._watched[run] = (child, [])
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+                self._thread.start()
+
+    def forget(self, run: TaskRun) -> None:
+        with self._lock:
+            self._watched.pop(run, None)
+
+    def close(self) -> None:
+        self._done = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._done:
+            self._wake.wait(0.25)
+            now = time.monotonic()
+            with self._lock:
+                entries = list(self._watched.items())
+            for run, (child, exited_at) in entries:
+                if child.poll() is None:
+                    continue
+                if not exited_at:
+                    exited_at.append(now)
+                elif now - exited_at[0] >= PIPE_DRAIN:
+                    self.forget(run)
+                    run.output_held_open()
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every task of one run shares."""
@@ -66,6 +114,7 @@ class RunContext:
     secrets: tuple[bytes, ...]
     git_dir: Path | None
     identity: tuple[str, str]
+    watchdog: Watchdog
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -239,10 +288,7 @@ class TaskRun:
             reader = stack.enter_context(
                 open(child.stdout.fileno(), "rb", buffering=_PIPE_BUFFER, closefd=False)
             )
-            pumped = threading.Event()
-            threading.Thread(
-                target=self._unblock, args=(child, pumped), name=f"watch-{task.id}", daemon=True
-            ).start()
+            ctx.watchdog.watch(self, child)
             try:
                 stats = stream.pump(
                     reader,
@@ -252,22 +298,18 @@ class TaskRun:
                     secrets=ctx.secrets,
                 )
             finally:
-                pumped.set()
+                ctx.watchdog.forget(self)
             returncode = child.wait()
         for size in stats.overlong:
             res.notes.append(f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed")
         self._settle(returncode)
 
-    def _unblock(self, child: subprocess.Popen[bytes], pumped: threading.Event) -> None:
-        """A process the CLI left behind may hold its stdout open, so the stream never
-        ends: once the CLI has exited, give the stream ``PIPE_DRAIN`` seconds, then kill
-        the task's marked processes."""
-        child.wait()
-        if not pumped.wait(PIPE_DRAIN):
-            self.result.notes.append(
-                "the CLI exited but a process it started kept its output open: killed"
-            )
-            orphans.kill_marked(TASK_MARKER, self._marker)
+    def output_held_open(self) -> None:
+        """Called by the watchdog: the CLI has exited, its stdout is still open."""
+        self.result.notes.append(
+            "the CLI exited but a process it started kept its output open: killed"
+        )
+        orphans.kill_marked(TASK_MARKER, self._marker)
 
     def _settle(self, returncode: int) -> None:
         res = self.result

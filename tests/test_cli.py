@@ -56,6 +56,7 @@ def test_pipeline_example() -> None:
         (["-x", "go"], "put it after --"),
         (["--dry-run"], "--dry-run needs --pipeline"),
         (["--pipeline", "p.yml", "-vv"], "set verbosity in the plan"),
+        (["-v"], "-v/-vv need a prompt"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str) -> None:

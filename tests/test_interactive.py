@@ -223,11 +223,6 @@ def test_verbosity_without_a_prompt_exits_2(
     assert fake_api.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the -v/-vv-without-prompt usage error is raised in app.py after the "
-    "workspace is prepared and gh/git are set up, instead of in cli.parse_args",
-)
 def test_verbosity_without_a_prompt_fails_before_any_side_effect(
     claude_env: dict[str, str], run_runner: RunRunner, tmp_path: Path
 ) -> None:

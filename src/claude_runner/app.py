@@ -13,7 +13,7 @@ from pathlib import Path
 from claude_runner import agent, gitsetup, log
 from claude_runner.cli import Args
 from claude_runner.config import Settings
-from claude_runner.errors import SIGNAL_EXIT_BASE, UsageError
+from claude_runner.errors import SIGNAL_EXIT_BASE
 from claude_runner.redact import Redactor
 from claude_runner.signals import Cancellation
 
@@ -132,8 +132,6 @@ def _run_agent(
             workspace=workspace,
             cancel=cancel,
         )
-    if args.verbosity != "text":
-        raise UsageError("-v/-vv need a prompt; interactive mode has no output format")
     return modes.run_interactive(
         claude_bin,
         model=args.model,

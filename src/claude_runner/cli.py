@@ -148,6 +148,8 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         )
     if pipeline is not None and verbosity != "text":
         raise UsageError("-v/-vv apply to single-prompt mode; set verbosity in the plan")
+    if pipeline is None and not task and verbosity != "text":
+        raise UsageError("-v/-vv need a prompt; interactive mode has no output format")
     if opts.get("--dry-run") and pipeline is None:
         raise UsageError("--dry-run needs --pipeline PLAN")
     return Args(

@@ -55,6 +55,8 @@ set +e
 rc=$?
 left=""
 for f in /run/docker.pid /run/docker.sock; do [ ! -e "$f" ] || left="$left $f"; done
+# A newline first: the command's output may end without one (a CLI stopped mid-line).
+echo
 echo "NS left=${left# }"
 echo "NS rc=$rc"
 exit $rc

@@ -27,7 +27,6 @@ import pytest
 from claude_runner import dind, proc
 from tests.conftest import DUMMY_API_KEY, REPO
 from tests.dind_helpers import (
-    DAEMON_NAMES,
     Forwarder,
     LineReader,
     NetNamespace,
@@ -554,11 +553,12 @@ def test_sigterm_mid_run_stops_agent_then_daemon_and_leaves_nothing(
     netns: NetNamespace, tmp_path: Path, fake_api: FakeMessagesAPI, claude_env: dict[str, str]
 ) -> None:
     image = tiny_image_tar(tmp_path / "tiny.tar")
+    marker = f"{os.getpid() % 1000 + 6000}.{time.time_ns() % 1000:03d}"  # unique argv
     fake_api.on(
         "dind-sigterm-check",
         _bash(
             f"docker import {image} tiny:1 >/dev/null && "
-            "docker run -d --stop-timeout 1 tiny:1 /sleep 1000 >/dev/null && echo started"
+            f"docker run -d --stop-timeout 1 tiny:1 /sleep {marker} >/dev/null && echo started"
         ),
         Hang(120),
     )
@@ -575,6 +575,7 @@ def test_sigterm_mid_run_stops_agent_then_daemon_and_leaves_nothing(
         assert "started" in _tool_results(fake_api)
         names = {cmd.split()[0].rsplit("/", 1)[-1] for _, cmd in processes_in(mnt)}
         assert {"dockerd", "containerd", "containerd-shim-runc-v2"} <= names
+        assert len(_sleepers(marker)) == 1  # the container's process
         runner = [
             pid
             for pid, cmd in processes_in(mnt)
@@ -587,11 +588,11 @@ def test_sigterm_mid_run_stops_agent_then_daemon_and_leaves_nothing(
         forwarder.close()
         if child.poll() is None:
             proc.stop(child, grace=2)
-    report = ns_report(out.text())
-    assert report["left"] == ""
+    text = out.text()
+    assert ns_report(text).get("left") == "", text
     left = wait_until_empty(mnt)
     assert left == [], f"left behind: {left}"
-    assert not [p for p in left if p[1].split()[0].rsplit("/", 1)[-1] in DAEMON_NAMES]
+    assert _sleepers(marker) == []
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -32,7 +32,6 @@ import pytest
 from claude_runner import proc
 
 _CLONE_NEWNET = 0x40000000
-DAEMON_NAMES = ("dockerd", "containerd", "containerd-shim-runc-v2", "containerd-shim")
 
 # Runs in the new mount namespace: private mounts, then the command; reports what is
 # left in /run afterwards (pid file and socket must be gone).

@@ -2,8 +2,10 @@
 answers, and stop it with nothing left behind.
 
 Start (``DockerDaemon.start``):
-  1. ``check_preconditions`` refuses a socket mounted from the host and a missing
-     ``dockerd``/``sudo`` before anything starts (exit 2).
+  1. ``check_preconditions`` refuses, before anything starts (exit 2), a socket mounted
+     from the host (or one a daemon answers on), a missing ``dockerd``, and a non-root
+     runner without passwordless sudo for it. A stale socket left by a killed earlier
+     run of the same container is neither, and dockerd replaces it.
   2. ``dockerd --storage-driver D`` runs directly when root, else through ``sudo -n``;
      its stdout/stderr are appended to ``DIND_LOG_FILE`` (default ``/tmp/dockerd.log``,
      writable whoever the runner runs as). A non-root runner needs the docker group
@@ -16,12 +18,14 @@ Start (``DockerDaemon.start``):
      ``DIND_STARTUP_TIMEOUT_SEC``. If the daemon exits or is not ready in time, it is
      stopped, its pid file and socket are removed and ``vfs`` is tried (overlay2 cannot
      work on an overlay root, the usual case in a container). If that fails too, a
-     ``DaemonError`` quotes the last lines of the log and names ``--privileged``.
+     ``DaemonError`` quotes the last lines of the log and names ``--privileged``. A
+     signal meanwhile (``cancel``) ends the wait; the caller then stops the daemon.
 
 Stop (``DockerDaemon.stop``): SIGTERM (dockerd stops its containers), wait ``STOP_GRACE``,
-then SIGKILL whatever is left of dockerd, containerd and the shims (shims daemonize out
-of dockerd's tree, so they are found by their containerd address), then remove the pid
-file and socket. The caller stops the agents first and keeps its own exit code.
+then SIGKILL whatever is left of dockerd, containerd, the shims and their containers
+(shims daemonize out of dockerd's tree, so they are found by their containerd address),
+then remove the pid files and socket. The caller stops the agents first and keeps its
+own exit code.
 
 Interactive mode: with DinD on, the runner does not ``exec`` the CLI; it stays its parent
 in the same terminal session and stops the daemon when the CLI exits

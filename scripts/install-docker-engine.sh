@@ -2,7 +2,7 @@
 # Install Debian's Docker engine and start dockerd in the background, for tests and CI.
 #
 # Idempotent; run as root on Debian 12. Steps:
-#   1. apt-get install docker.io (+ iptables, jq, curl, sudo) where missing;
+#   1. apt-get install docker.io (+ iptables, jq, curl, sudo, iproute2) where missing;
 #   2. install a runc wrapper as the daemon's default runtime: it drops, from the OCI
 #      config (and from `runc exec --process` files), the capabilities missing from the
 #      host's bounding set. Some VMs lack CAP_SYS_RESOURCE there, and `--privileged` asks
@@ -37,8 +37,10 @@ missing_pkgs=""
 command -v iptables >/dev/null 2>&1 || missing_pkgs="$missing_pkgs iptables"
 command -v jq >/dev/null 2>&1 || missing_pkgs="$missing_pkgs jq"
 command -v curl >/dev/null 2>&1 || missing_pkgs="$missing_pkgs curl"
-# sudo: the non-root DinD path (the runner starts dockerd through `sudo -n`) is tested.
+# sudo: the non-root DinD path (the runner starts dockerd through `sudo -n`) is tested;
+# ip: the DinD tests give the inner daemon a network namespace of its own.
 command -v sudo >/dev/null 2>&1 || missing_pkgs="$missing_pkgs sudo"
+command -v ip >/dev/null 2>&1 || missing_pkgs="$missing_pkgs iproute2"
 if [ -n "$missing_pkgs" ]; then
     say "installing:$missing_pkgs"
     export DEBIAN_FRONTEND=noninteractive

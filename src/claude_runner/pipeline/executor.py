@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from claude_runner.config import Settings
-from claude_runner.pipeline import orphans, taskspace
+from claude_runner.pipeline import orphans, preserve, taskspace
 from claude_runner.pipeline.events import (
     EventWriter,
     PlanFinish,
@@ -36,7 +36,7 @@ from claude_runner.pipeline.events import (
     StageStart,
 )
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
-from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, Watchdog, finish_event
+from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, finish_event
 from claude_runner.plan.models import ResolvedPlan, ResolvedStage
 from claude_runner.redact import SECRET_ENV_VARS, Redactor
 
@@ -165,9 +165,9 @@ def run_pipeline(
         env=env,
         writer=writer,
         secrets=_secrets(env),
-        git_dir=taskspace.git_dir_of(workspace, env),
+        git_dir=preserve.git_dir_of(workspace, env),
         identity=(settings.git_user_name, settings.git_user_email),
-        watchdog=Watchdog(),
+        watchdog=orphans.Watchdog(),
     )
     started = time.monotonic()
     state = _Run(ctx, cancel)

@@ -32,7 +32,7 @@ from typing import Any
 
 from claude_runner import proc
 from claude_runner.errors import RunnerError
-from claude_runner.pipeline import orphans, stream, taskspace
+from claude_runner.pipeline import orphans, preserve, stream, taskspace
 from claude_runner.pipeline.events import (
     EventWriter,
     TaskFinish,
@@ -45,60 +45,11 @@ from claude_runner.plan.models import ResolvedTask
 from claude_runner.plan.promptfile import read_prompt_file
 
 STOP_GRACE = 3.0
-PIPE_DRAIN = 5.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
 _PIPE_BUFFER = 1024 * 1024
 TASK_MARKER = "CLAUDE_RUNNER_TASK"
-
-
-class Watchdog:
-    """One thread per run that unblocks streams a leftover process holds open.
-
-    A process the CLI started may inherit its stdout and outlive it, so the stream never
-    ends. Once a watched CLI has exited and its stream is still open ``PIPE_DRAIN``
-    seconds later, the task's marked processes are killed, which closes it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: dict[TaskRun, tuple[subprocess.Popen[bytes], list[float]]] = {}
-        self._wake = threading.Event()
-        self._done = False
-        self._thread: threading.Thread | None = None
-
-    def watch(self, run: TaskRun, child: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._watched[run] = (child, [])
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
-                self._thread.start()
-
-    def forget(self, run: TaskRun) -> None:
-        with self._lock:
-            self._watched.pop(run, None)
-
-    def close(self) -> None:
-        self._done = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._done:
-            self._wake.wait(0.25)
-            now = time.monotonic()
-            with self._lock:
-                entries = list(self._watched.items())
-            for run, (child, exited_at) in entries:
-                if child.poll() is None:
-                    continue
-                if not exited_at:
-                    exited_at.append(now)
-                elif now - exited_at[0] >= PIPE_DRAIN:
-                    self.forget(run)
-                    run.output_held_open()
 
 
 @dataclass(frozen=True)
@@ -114,7 +65,7 @@ class RunContext:
     secrets: tuple[bytes, ...]
     git_dir: Path | None
     identity: tuple[str, str]
-    watchdog: Watchdog
+    watchdog: orphans.Watchdog
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -220,14 +171,14 @@ class TaskRun:
         paths.log.parent.mkdir(parents=True, exist_ok=True)
         prompt = _read_prompt(ctx, task)
         base = None
-        preserve = task.workspace == "worktree" and ctx.git_dir is not None
+        keep_work = task.workspace == "worktree" and ctx.git_dir is not None
         if task.workspace != "shared":
-            head = taskspace.head_of(ctx.git_dir, ctx.env) if preserve and ctx.git_dir else None
+            head = preserve.head_of(ctx.git_dir, ctx.env) if keep_work and ctx.git_dir else None
             taskspace.copy_workspace(ctx.workspace, paths.copy)
             if task.workspace == "snapshot_ro":
                 taskspace.make_read_only(paths.copy)
-            if preserve and ctx.git_dir is not None:
-                base = taskspace.snapshot_start(
+            if keep_work and ctx.git_dir is not None:
+                base = preserve.snapshot_start(
                     git_dir=ctx.git_dir,
                     head=head,
                     copy=paths.copy,
@@ -238,7 +189,7 @@ class TaskRun:
         try:
             self._run_agent(prompt, cwd)
         finally:
-            if preserve:
+            if keep_work:
                 self._preserve(base)
 
     def _run_agent(self, prompt: str, cwd: Path) -> None:
@@ -288,7 +239,7 @@ class TaskRun:
             reader = stack.enter_context(
                 open(child.stdout.fileno(), "rb", buffering=_PIPE_BUFFER, closefd=False)
             )
-            ctx.watchdog.watch(self, child)
+            ctx.watchdog.watch(self, child, self.output_held_open)
             try:
                 stats = stream.pump(
                     reader,
@@ -376,11 +327,11 @@ class TaskRun:
         ctx, res, paths = self.ctx, self.result, self.paths
         assert ctx.git_dir is not None  # noqa: S101
         try:
-            kept = taskspace.preserve_changes(
+            kept = preserve.preserve_changes(
                 git_dir=ctx.git_dir,
                 base=base,
                 copy=paths.copy,
-                branch=taskspace.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
+                branch=preserve.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
                 patch=paths.patch,
                 index=self._index,
                 identity=ctx.identity,

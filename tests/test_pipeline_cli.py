@@ -434,3 +434,57 @@ def _below(p: psutil.Process, pid: int) -> bool:
         return any(a.pid == pid for a in p.parents())
     except psutil.NoSuchProcess:
         return False
+
+
+def test_vv_forwards_every_stream_json_line_and_prompt_files_are_read_at_task_start(
+    cli: Runner, fake_api: FakeMessagesAPI
+) -> None:
+    prompt = cli.workspace / "next.md"
+    fake_api.on(
+        "write the prompt",
+        ToolUse("Write", {"file_path": str(prompt), "content": "second task from a file"}),
+        Text("written"),
+    )
+    fake_api.on("second task from a file", Text("read it"))
+    plan = plan_of(
+        {"id": "one", "tasks": [t("w", "write the prompt")]},
+        {"id": "two", "tasks": [{"id": "r", "prompt_file": "next.md"}]},
+        verbosity="vv",
+    )
+    code, events = cli.run(plan)
+    assert code == 0, result_of(events)
+    assert task(events, "two", "r")["result"] == "read it"
+    kinds = [
+        (e["message"]["type"], e["message"].get("subtype"))
+        for e in of_type(events, "task_output")
+        if e["task_id"] == "w"
+    ]
+    assert kinds[0] == ("system", "init")
+    assert kinds[-1] == ("result", "success")
+    assert ("assistant", None) in kinds
+    assert ("user", None) in kinds  # the Write tool's result
+    log_lines = Path(task(events, "one", "w")["log"]).read_text().splitlines()
+    forwarded = [e for e in of_type(events, "task_output") if e["task_id"] == "w"]
+    assert len(log_lines) == len(forwarded)
+
+
+@pytest.mark.parametrize(("prompts", "code"), [(["fine"], 0), (["fine", "boom"], 1)])
+def test_exit_code_and_stdout_through_the_cli(
+    cli: Runner, fake_api: FakeMessagesAPI, run_runner: Any, prompts: list[str], code: int
+) -> None:
+    key = cli.env["ANTHROPIC_API_KEY"]
+    fake_api.on("boom", HttpError(500, "api_error", "overloaded"))
+    tasks = "".join(f"      - {{id: t{i}, prompt: {p}}}\n" for i, p in enumerate(prompts))
+    (cli.workspace / "plan.yml").write_text(
+        f"version: v1\ndefaults: {{on_error: continue}}\nstages:\n  - id: s\n    tasks:\n{tasks}"
+    )
+    done = run_runner(["--pipeline", "plan.yml"], _runner_env(cli, cli.tmp))
+    assert done.returncode == code, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON
+    assert events[0]["type"] == "pipeline_event.plan_start"
+    assert events[-1]["type"] == "pipeline_result"
+    assert events[-1]["exit_code"] == code
+    assert key not in done.stdout + done.stderr
+    run_dir = Path(events[-1]["run_dir"])
+    assert json.loads((run_dir / "result.json").read_text()) == events[-1]
+    assert key not in (run_dir / "events.jsonl").read_text()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_runner import proc
+from claude_runner.agent import build_agent_env, build_print_argv
 from claude_runner.errors import RunnerError
 from claude_runner.pipeline import orphans, preserve, stream, taskspace
 from claude_runner.pipeline.events import (
@@ -109,7 +110,7 @@ class TaskRun:
         )
         self._lock = threading.Lock()
         self._cancel_reason: str | None = None
-        self._child: Any = None  # subprocess.Popen[bytes] once started
+        self._child: subprocess.Popen[bytes] | None = None
         self._marker = f"{ctx.plan_run_id}/{task.stage_id}/{task.id}"
         self._index = self.paths.patch.with_suffix(".index")  # temporary git index
 
@@ -194,8 +195,6 @@ class TaskRun:
 
     def _run_agent(self, prompt: str, cwd: Path) -> None:
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
-        from claude_runner.agent import build_agent_env, build_print_argv  # noqa: PLC0415
-
         config_dir = taskspace.config_slot(ctx.run_dir, task.stage_id, self.slot)
         res.config_dir = str(config_dir)
         taskspace.seed_config_dir(config_dir, ctx.env)

@@ -121,6 +121,16 @@ def test_image_pins_agree_with_the_repository() -> None:
     assert re.search(r"^hatchling==\S+ \\$", build_lock, re.MULTILINE)
 
 
+def test_extra_ca_dir_without_certificates_is_refused(tmp_path: Path) -> None:
+    done = proc.run(
+        ["bash", "docker/build.sh", "Dockerfile", "never-built:x"],
+        cwd=REPO,
+        env={**os.environ, "EXTRA_CA_DIR": str(tmp_path), "DOCKER": "false"},
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"docker/build.sh: no *.crt in EXTRA_CA_DIR={tmp_path}\n"
+
+
 # --- engine and builds --------------------------------------------------------------------
 
 
@@ -384,6 +394,9 @@ def test_extra_ca_certificates_are_in_the_trust_store(base_image: str) -> None:
             "/usr/local/share/ca-certificates/claude-runner",
         )
     ).split()
+    # The certificates went in through a temporary context, never into the checkout.
+    in_checkout = sorted(p.name for p in (REPO / "docker" / "extra-ca").iterdir())
+    assert in_checkout == [".gitignore", "README.md"]
     for cert in certs:
         assert cert.name in listed
         body = [line for line in cert.read_text().splitlines() if line and "-----" not in line]

@@ -17,6 +17,7 @@ patch.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,18 @@ from claude_runner import proc
 from claude_runner.errors import WorkspaceError
 
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# A copy has new inode numbers and ctimes: compare only size and mtime (kept by the copy),
+# and use nothing tied to the workspace's own directory (fsmonitor, untracked cache).
+_STAT_ONLY = (
+    "-c",
+    "core.checkStat=minimal",
+    "-c",
+    "core.trustCtime=false",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.untrackedCache=false",
+)
 
 
 @dataclass(frozen=True)
@@ -106,9 +119,13 @@ def snapshot_start(
     workspace had no uncommitted changes, else a commit of them on top of ``head``. The
     index stays for ``preserve_changes`` (it then re-hashes only what the task touched)."""
     genv = _commit_env(env, git_dir, copy, index, identity)
-    if head is not None:
+    if (git_dir / "index").is_file():
+        # Start from the workspace's index: the copy keeps sizes and mtimes, so with
+        # _STAT_ONLY only files that differ are hashed, not the whole tree.
+        shutil.copyfile(git_dir / "index", index)
+    elif head is not None:
         _git(["read-tree", head], env=genv, cwd=copy)
-    _git(["add", "-A", "--", "."], env=genv, cwd=copy)
+    _git([*_STAT_ONLY, "add", "-A", "--", "."], env=genv, cwd=copy)
     tree = _git(["write-tree"], env=genv, cwd=copy).strip()
     if tree == _tree_of(head, genv, copy):
         return head
@@ -132,7 +149,7 @@ def preserve_changes(
     and write them as a binary patch."""
     genv = _commit_env(env, git_dir, copy, index, identity)
     try:
-        _git(["add", "-A", "--", "."], env=genv, cwd=copy)
+        _git([*_STAT_ONLY, "add", "-A", "--", "."], env=genv, cwd=copy)
         tree = _git(["write-tree"], env=genv, cwd=copy).strip()
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ the first word of the prompt picks the behaviour:
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
     config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
     daemon              init, a grandchild that keeps stdout open and lives on, success
+    write <name>        init, writes the file <name> in its cwd, success
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def main(argv: list[str]) -> int:
         "bigline": lambda: _write(_assistant_line(arg)),
         "config": _config,
         "daemon": _daemon,
+        "write": lambda: Path(words[1]).write_text("written by the agent\n"),
     }
     if mode == "noresult":
         return 0

@@ -481,3 +481,20 @@ def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runne
     t = task(events, "s", "t0")
     assert (t["branch"], t["patch"], t["changed_files"]) == (None, None, None)
     assert proc.run(["git", "branch", "--list", "pipeline/*"], cwd=top).stdout == ""
+
+
+def test_uncommitted_workspace_changes_form_the_branch_base(runner: Runner) -> None:
+    ws = runner.workspace
+    (ws / "a.txt").write_text("original\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"], ["status"]):
+        assert proc.run([*git, *args], cwd=ws).returncode == 0
+    (ws / "a.txt").write_text("ORIGINAL\n")  # same size, newer mtime, not staged
+    code, events = runner.run(plan_of(stage("s", "write new.txt", workspace="worktree")))
+    assert code == 0
+    t = task(events, "s", "t0")
+    assert t["changed_files"] == 1
+    show = proc.run(["git", "show", f"{t['branch']}^:a.txt"], cwd=ws)
+    assert show.stdout == "ORIGINAL\n"
+    diff = proc.run(["git", "diff", "--name-only", f"{t['branch']}^", t["branch"]], cwd=ws)
+    assert diff.stdout == "new.txt\n"

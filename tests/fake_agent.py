@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -100,6 +101,10 @@ def _config() -> None:
     _emit({"type": "assistant", "config_dir": config, "files": seen})
 
 
+def _nothing() -> None:
+    return None
+
+
 def main(argv: list[str]) -> int:
     after = argv[argv.index("-p") + 1 :] if "-p" in argv else []
     prompt = after[0] if after and not after[0].startswith("--") else sys.stdin.read()
@@ -108,7 +113,7 @@ def main(argv: list[str]) -> int:
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     session = _init()
     block = _assistant_line(1024) * 1024
-    actions = {
+    actions: dict[str, Callable[[], object]] = {
         "sleep": lambda: time.sleep(arg),
         "crash": lambda: _crash(words),
         "hang": lambda: _hang(words),
@@ -131,7 +136,7 @@ def main(argv: list[str]) -> int:
         _emit({"type": "assistant", "text": f"the key is {value}"})
         _result(session, text=f"key={value}")
         return 0
-    actions.get(mode, lambda: None)()
+    actions.get(mode, _nothing)()
     _result(session, text=f"done: prompt of {len(prompt)} characters")
     return 0
 

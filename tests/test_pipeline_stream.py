@@ -1,4 +1,4 @@
-"""Bounded line reading and the cheap stream-json pre-check."""
+"""Bounded, line-aligned stream handling and finding the init and result messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_runner.pipeline.stream import maybe_interesting, pump, session_id_of_init
+from claude_runner.pipeline.stream import pump, session_id_of_init
 
 
 def through(data: bytes, limit: int) -> tuple[bytes, list[int]]:
@@ -37,23 +37,29 @@ def test_the_log_is_the_input_whatever_the_line_lengths(lines: list[bytes]) -> N
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("init", "result"),
     [
-        b'{"type":"result","is_error":false}',
-        b'{"is_error": false, "type" : "result"}',
-        b'{"session_id":"s","subtype":"init","type":"system"}',
-        b'{ "type":\t"system", "subtype": "init", "session_id": "s" }',
+        (b'{"type":"system","subtype":"init","session_id":"s"}', b'{"type":"result"}'),
+        (
+            b'{ "session_id" : "s", "subtype":"init",\t"type" : "system" }',
+            b'{"is_error": false, "type" : "result"}',
+        ),
     ],
 )
-def test_the_pre_check_ignores_key_order_and_spacing(line: bytes) -> None:
-    assert maybe_interesting(line)
+def test_init_and_result_are_found_whatever_the_key_order_and_spacing(
+    init: bytes, result: bytes
+) -> None:
+    _, messages, _, _ = run_pump(init + b"\n" + b'{"type":"assistant"}\n' + result + b"\n")
+    assert [m["type"] for m in messages] == ["system", "result"]
 
 
-def test_the_pre_check_skips_ordinary_lines() -> None:
+def test_quoted_words_inside_strings_are_not_messages() -> None:
     line = json.dumps(
         {"type": "assistant", "message": {"content": [{"type": "text", "text": 'a "result"'}]}}
     ).encode()
-    assert not maybe_interesting(line)  # the quotes inside a string are escaped
+    assert b'"result"' not in line  # the quotes inside a string are escaped
+    _, messages, _, _ = run_pump(line + b"\n")
+    assert messages == []
 
 
 def test_session_id_only_from_system_init() -> None:

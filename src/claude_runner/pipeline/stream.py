@@ -1,15 +1,18 @@
-"""Bounded line reading of an agent's stdout and the few stream-json facts we need.
+"""Bounded, line-aligned reading of an agent's stdout and the few stream-json facts we need.
 
-Lines are read with a blocking ``readline(limit)`` on a buffered binary pipe (twice as fast
-as asyncio here). A line is held in memory only up to ``MAX_LINE`` (64 MiB); the rest of a
-longer line is streamed to the log in 1 MiB chunks and reported as ``overlong`` instead of
-being parsed, so memory stays bounded and nothing is silently glued or cut.
+The pipe is read with blocking ``read1`` calls in a worker thread (blocking reads are
+twice as fast as asyncio here) and handled in blocks cut at the last newline, so the
+per-line work happens in C (one write, one masking pass, one search per needle per block)
+and lines are never split or glued. The unfinished line is held only up to ``MAX_LINE``
+(64 MiB); a longer one is passed through to the log in chunks as they arrive and
+reported as overlong instead of parsed, so memory stays bounded whatever the agent
+prints (unlike asyncio's ``readline``, which hands back a line's tail as a line).
 
 JSON is parsed only for lines that can matter: those containing ``"system"`` (the
-``system``/``init`` line carrying ``session_id``) or ``"result"`` (the final result
-message). Inside a JSON string a quote is always escaped, so an unescaped ``"result"``
-appears only as a key or a whole string value; the pre-check tolerates any key order and
-spacing, and the real check happens on the parsed object.
+``system``/``init`` line with ``session_id``; no longer searched once found) or
+``"result"`` (the final result message). Inside a JSON string a quote is always escaped,
+so an unescaped ``"result"`` appears only as a key or a whole string value: the search
+works for any key order and spacing, and the real check is made on the parsed object.
 """
 
 from __future__ import annotations
@@ -23,11 +26,6 @@ MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SYSTEM = b'"system"'
 _RESULT = b'"result"'
-
-
-def maybe_interesting(line: bytes) -> bool:
-    """Cheap pre-check: could this line be a ``system`` or ``result`` message?"""
-    return _SYSTEM in line or _RESULT in line
 
 
 def parse_object(line: bytes) -> dict[str, object] | None:

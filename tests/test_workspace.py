@@ -223,7 +223,7 @@ def test_failed_copy_leaves_no_partial_workspace_or_marker(
 ) -> None:
     make_source(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
-    with pytest.raises(WorkspaceError, match="cannot start tar"):
+    with pytest.raises(WorkspaceError, match="cannot start cp"):
         prepare_workspace(settings(tmp_path), notice=Notices())
     assert not (tmp_path / "workspace").exists()
     assert not (tmp_path / ".workspace.copy-incomplete").exists()

@@ -1,22 +1,23 @@
 """Fast, faithful copies of a directory tree: one destination or many at once.
 
-The copy is a GNU tar pipe, ``tar -c | tar -x`` (two processes, so reading and writing
-overlap; it measured faster than ``cp -a`` here, see ``bench/workspace_copy.py``).
-``copy_tree_many`` reads the source once and fans the stream out with ``tee`` into one
-extractor per destination, so N copies cost one read of the source.
+The tree is cut into units (its entries a few levels down, about 64 of them) and worker
+threads run ``cp -a`` on chunks of units, several processes at once: on the 20,000-file
+benchmark tree this took about two thirds of the time of one ``cp -a``, and a GNU tar
+pipe took a third more than ``cp -a`` (``bench/workspace_copy.py``). ``copy_tree_many``
+puts the units of every destination into the same pool, so N copies keep every worker
+busy; the source is read from the page cache after the first copy.
 
-What is kept: regular files with their bytes, modes and exec bits; hidden files and
-``.git``; symlinks as symlinks, never followed, whatever they point at (outside the
-tree, dangling); hard links within the tree; empty directories; the modification time
-of files and directories to the nanosecond (POSIX/pax archive format); FIFOs (recreated
-empty). Ownership is kept when the runner is root (numeric ids, no name mapping); a
-non-root runner owns its copy.
+What is kept (what ``cp -a`` keeps): regular files with their bytes, modes and exec bits;
+hidden files and ``.git``; symlinks as symlinks, never followed, whatever they point at
+(outside the tree, dangling); empty directories; modification times of files and
+directories to the nanosecond; FIFOs and sockets (recreated, as ``cp -a`` does);
+extended attributes where the file system has them. Ownership is kept when the runner is
+root; a non-root runner owns its copy.
 
 Deliberate differences: every entry gets ``u+w`` in the copy, so the workspace is
 writable even when the source is a read-only mount or has 0444 files / 0555 directories
-(the other bits, exec bits included, stay as they were). Sockets are skipped (a socket
-file means nothing without the process that listens on it). Extended attributes, ACLs
-and access times are not copied.
+(the other bits, exec bits included, stay as they were). Hard links are kept within
+each unit; two names of one file in different units become two files.
 
 Errors raise ``WorkspaceError`` naming the path and the reason; a failed copy removes
 what it created, so a half-made tree is never mistaken for a workspace later.
@@ -27,37 +28,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import stat
-import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import IO, cast
 
 from claude_runner import proc
 from claude_runner.errors import WorkspaceError
 
-# tar options shared by both ends. posix format keeps sub-second mtimes; atime/ctime
-# records are dropped (they are not restored anyway and cost a header each).
-_CREATE = (
-    "tar",
-    "--create",
-    "--file=-",
-    "--format=posix",
-    "--pax-option=delete=atime,delete=ctime",
-    "--mode=u+w",
-    "--numeric-owner",
-    "--warning=no-file-ignored",  # sockets: skipped on purpose
-    ".",
-)
-_EXTRACT = (
-    "tar",
-    "--extract",
-    "--preserve-permissions",  # no umask: modes as in the source (u+w added above)
-    "--read-full-records",  # a FIFO fed by tee delivers short reads
-    "--numeric-owner",
-)
 _STDERR_LINES = 5
 
 
@@ -67,7 +45,8 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
-    """Make an independent copy of ``src`` at each of ``dsts``, reading ``src`` once."""
+    """Make an independent copy of ``src`` at each of ``dsts`` (absent or empty), all
+    through one pool of cp workers."""
     if not dsts:
         return
     source = _check_source(src)
@@ -80,7 +59,7 @@ def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
             if not target.exists():
                 _mkdir(target)
                 created.append(target)
-        _run_pipeline(source, targets)
+        _parallel_cp(source, targets)
     except BaseException:
         for target in targets:
             _undo(target, remove_dir=target in created)
@@ -132,95 +111,137 @@ def _mkdir(target: Path) -> None:
         raise WorkspaceError(f"cannot create {target}: {_reason(exc)}") from None
 
 
-def _run_pipeline(source: Path, targets: list[Path]) -> None:
-    """``tar -c`` into one ``tar -x`` (one target) or into ``tee`` feeding FIFOs, one per
-    extractor (several). All children are stopped if any of them fails to start."""
-    with tempfile.TemporaryDirectory(prefix="claude-runner-copy-") as tmp:
-        tmpdir = Path(tmp)
-        children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        try:
-            reader = _spawn("tar -c", [*_CREATE], source, tmpdir, children, stdout=True)
-            stream = cast("IO[bytes]", reader.stdout)  # spawned with stdout=PIPE
-            if len(targets) == 1:
-                _spawn(
-                    "tar -x",
-                    [*_EXTRACT, "--file=-"],
-                    targets[0],
-                    tmpdir,
-                    children,
-                    stdin=stream.fileno(),
-                )
-            else:
-                fifos = []
-                for i, target in enumerate(targets):
-                    fifo = tmpdir / f"stream{i}"
-                    os.mkfifo(fifo, 0o600)
-                    fifos.append(fifo)
-                    _spawn(
-                        f"tar -x ({target})",
-                        [*_EXTRACT, f"--file={fifo}"],
-                        target,
-                        tmpdir,
-                        children,
-                    )
-                _spawn(
-                    "tee",
-                    ["tee", "--output-error=warn-nopipe", *map(str, fifos)],
-                    tmpdir,
-                    tmpdir,
-                    children,
-                    stdin=stream.fileno(),
-                    discard_stdout=True,
-                )
-            stream.close()  # the consumer owns the read end now
-            failures = _wait_all(children)
-        except BaseException:
-            for _, child, _ in children:
-                if child.poll() is None:
-                    proc.stop(child, grace=1.0, first_signal=signal.SIGTERM)
-            raise
-        if failures:
-            raise WorkspaceError(
-                f"copying {source} to {', '.join(map(str, targets))} failed: " + "; ".join(failures)
-            )
+# --- parallel cp -a --------------------------------------------------------------------
+# The tree is cut into units (the entries a few levels down); worker threads run
+# ``cp -a -t <dir> <units...>`` on chunks of them, so several cp processes copy at once.
+# The directories above the units ("skeleton") are made here and given their source
+# mode, owner and mtime at the end, deepest first (creating entries changes the mtime).
+_TARGET_UNITS = 64
+_MAX_DEPTH = 4
 
 
-def _spawn(
-    name: str,
-    argv: list[str],
-    cwd: Path,
-    tmpdir: Path,
-    children: list[tuple[str, subprocess.Popen[bytes], Path]],
-    *,
-    stdin: int = subprocess.DEVNULL,
-    stdout: bool = False,
-    discard_stdout: bool = False,
-) -> subprocess.Popen[bytes]:
-    # stderr goes to a file: a pipe left unread could fill up and stall the copy.
-    log = tmpdir / f"stderr{len(children)}"
-    with log.open("wb") as err:
-        out = subprocess.PIPE if stdout else (subprocess.DEVNULL if discard_stdout else None)
-        try:
-            child = proc.spawn(argv, cwd=cwd, stdin=stdin, stdout=out, stderr=err.fileno())
-        except OSError as exc:
-            raise WorkspaceError(f"cannot start {argv[0]} to copy a tree: {_reason(exc)}") from None
-    children.append((name, child, log))
-    return child
+def _plan(source: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(skeleton directories, jobs): each job is a parent directory (relative) and a
+    chunk of its entries, each copied whole by one cp."""
+    skeleton = [""]
+    units: list[tuple[str, str]] = _children(source, "")
+    depth = 1
+    while len(units) < _TARGET_UNITS and depth < _MAX_DEPTH:
+        expandable = [u for u in units if _is_real_dir(source / u[0] / u[1])]
+        if not expandable:
+            break
+        units = [u for u in units if u not in expandable]
+        for parent, name in expandable:
+            rel = f"{parent}/{name}" if parent else name
+            skeleton.append(rel)
+            units.extend(_children(source, rel))
+        depth += 1
+    by_parent: dict[str, list[str]] = {}
+    for parent, name in units:
+        by_parent.setdefault(parent, []).append(name)
+    chunk = max(1, len(units) // (_workers() * 4))
+    jobs = [
+        (parent, names[i : i + chunk])
+        for parent, names in by_parent.items()
+        for i in range(0, len(names), chunk)
+    ]
+    return skeleton, jobs
 
 
-def _wait_all(children: list[tuple[str, subprocess.Popen[bytes], Path]]) -> list[str]:
-    failures: list[tuple[int, str]] = []
-    for name, child, log in children:
-        code = child.wait()
-        if code != 0:
-            lines = log.read_text("utf-8", "replace").strip().splitlines()
-            detail = " | ".join(lines[:_STDERR_LINES]) or "no message"
-            if len(lines) > _STDERR_LINES:
-                detail += f" | ... ({len(lines) - _STDERR_LINES} more lines)"
-            failures.append((code, f"{name} exited with {code}: {detail}"))
-    # A reader killed by SIGPIPE only says that a consumer died first: report the cause.
-    causes = [text for code, text in failures if code != -signal.SIGPIPE]
-    return causes or [text for _, text in failures]
+def _children(source: Path, rel: str) -> list[tuple[str, str]]:
+    try:
+        with os.scandir(source / rel) as it:
+            return sorted((rel, e.name) for e in it)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot read {source / rel}: {_reason(exc)}") from None
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _workers() -> int:
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+def _parallel_cp(source: Path, targets: list[Path]) -> None:
+    skeleton, jobs = _plan(source)
+    for target in targets:
+        for rel in skeleton[1:]:
+            (target / rel).mkdir(mode=0o700)
+    work = [(target, parent, names) for target in targets for parent, names in jobs]
+    failures: list[str] = []
+    pool = ThreadPoolExecutor(max_workers=_workers())
+    try:
+        futures = [pool.submit(_cp_job, source, *job) for job in work]
+        for future in as_completed(futures):
+            failure = future.result()
+            if failure:
+                failures.append(failure)
+                break  # no point copying the rest: the copy will be removed
+    finally:
+        # Queued chunks are dropped; running cps finish their (small) chunk.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failures:
+        raise WorkspaceError(
+            f"copying {source} to {', '.join(map(str, targets))} failed: {failures[0]}"
+        )
+    for target in targets:
+        _fix_modes(target)
+        for rel in reversed(skeleton):  # deepest first: children change a dir's mtime
+            _copy_attrs(source / rel, target / rel)
+
+
+def _cp_job(source: Path, target: Path, parent: str, names: list[str]) -> str:
+    argv = [
+        "cp",
+        "-a",
+        "-t",
+        str(target / parent),
+        "--",
+        *(str(source / parent / n) for n in names),
+    ]
+    try:
+        done = proc.run(argv, timeout=None)
+    except OSError as exc:
+        return f"cannot start cp: {_reason(exc)}"
+    if done.returncode == 0:
+        return ""
+    lines = done.stderr.strip().splitlines()
+    return f"cp exited with {done.returncode}: " + " | ".join(lines[:_STDERR_LINES])
+
+
+def _fix_modes(target: Path) -> None:
+    """u+w on every entry that lacks it (symlinks have no mode of their own)."""
+    done = proc.run(
+        [
+            "find",
+            str(target),
+            "!",
+            "-type",
+            "l",
+            "!",
+            "-perm",
+            "-u=w",
+            "-exec",
+            "chmod",
+            "u+w",
+            "--",
+            "{}",
+            "+",
+        ],
+        timeout=None,
+    )
+    if done.returncode != 0:
+        raise WorkspaceError(f"cannot make {target} writable: {done.stderr.strip()}")
+
+
+def _copy_attrs(src: Path, dst: Path) -> None:
+    st = os.lstat(src)
+    if os.geteuid() == 0:
+        os.lchown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _undo(target: Path, *, remove_dir: bool) -> None:

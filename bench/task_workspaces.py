@@ -5,8 +5,8 @@ Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--co
 
 Methods, timed side by side in each round with a rotating order:
 
-- runner: ``copy_tree_many(src, 16 destinations)`` (the source is read once, one tar
-  stream fanned out to 16 extractors);
+- runner: ``copy_tree_many(src, 16 destinations)`` (one pool of parallel ``cp -a``
+  workers over the units of all 16 copies);
 - cp_a: ``cp -a src dst`` 16 times, one after the other;
 - git_worktree: ``git worktree add --detach dst`` 16 times (tracked files only, from a
   private copy of the repository so the cached one never changes).

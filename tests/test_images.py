@@ -375,6 +375,27 @@ stat -c 'workspace=%U' /workspace
 
 
 @image_test
+def test_user_and_group_ids_are_build_arguments(base_image: str, build_log: Path) -> None:
+    tag = "claude-runner-test:uid"
+    env = dict(os.environ)
+    if host_extra_cas():
+        env["EXTRA_CA_DIR"] = str(HOST_CA_DIR)
+    ids = ["USER_ID=1234", "GROUP_ID=2345"]
+    _build(build_log, _task("build:base", f"TAG_BASE={tag}", *_vars(REACHABLE), *ids), env)
+    config = json.loads(_ok(docker("image", "inspect", tag)))[0]["Config"]
+    assert config["User"] == "1234"
+    script = (
+        "id -un; id -u; id -g; id -Gn; stat -c '%u:%g' /workspace /home/claude/.local/bin/claude"
+    )
+    out = _ok(docker("run", "--rm", "--entrypoint", "bash", tag, "-c", script)).split("\n")
+    assert out[:3] == ["claude", "1234", "2345"]
+    assert "docker" in out[3].split()
+    assert out[4:6] == ["1234:2345", "1234:2345"]
+    # The base's own uid-1000 user (node) is left alone when the ids do not collide.
+    assert _ok(docker("run", "--rm", "--entrypoint", "id", tag, "-un", "1000")) == "node\n"
+
+
+@image_test
 def test_extra_ca_certificates_are_in_the_trust_store(base_image: str) -> None:
     certs = host_extra_cas()
     if not certs:

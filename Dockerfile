@@ -69,7 +69,7 @@ RUN set -eux; \
         install -m 0755 -d /etc/apt/keyrings; \
         curl -fsSL https://download.docker.com/linux/debian/gpg -o /tmp/docker.asc; \
         gpg --show-keys --with-colons /tmp/docker.asc | grep '^fpr:::::::::9DC858229FC7DD38854AE2D88D81803C0EBFCD88:' >/dev/null; \
-        gpg --dearmor -o /etc/apt/keyrings/docker.gpg /tmp/docker.asc; rm -f /tmp/docker.asc; \
+        gpg --dearmor -o /etc/apt/keyrings/docker.gpg /tmp/docker.asc; rm -rf /tmp/docker.asc /root/.gnupg; \
         echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/debian bookworm stable" \
             > /etc/apt/sources.list.d/docker.list; \
         apt-get update; \

@@ -80,7 +80,7 @@ def _check_source(src: Path) -> Path:
 
 def _check_target(source: Path, dst: Path) -> Path:
     """``dst`` as an absolute path, after checking it is absent or an empty directory and
-    that neither tree contains the other (tar would copy the copy into itself)."""
+    that neither tree contains the other (the copy would copy itself)."""
     target = Path(os.path.abspath(dst))
     if target.is_symlink() and not target.exists():
         raise WorkspaceError(f"cannot copy into {dst}: it is a dangling symlink")
@@ -104,9 +104,9 @@ def _check_target(source: Path, dst: Path) -> Path:
     return target
 
 
-def _mkdir(target: Path) -> None:
+def _mkdir(target: Path, *, mode: int = 0o777) -> None:
     try:
-        target.mkdir(parents=True)
+        target.mkdir(mode=mode, parents=True)
     except OSError as exc:
         raise WorkspaceError(f"cannot create {target}: {_reason(exc)}") from None
 
@@ -168,7 +168,7 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
     skeleton, jobs = _plan(source)
     for target in targets:
         for rel in skeleton[1:]:
-            (target / rel).mkdir(mode=0o700)
+            _mkdir(target / rel, mode=0o700)
     work = [(target, parent, names) for target in targets for parent, names in jobs]
     failures: list[str] = []
     pool = ThreadPoolExecutor(max_workers=_workers())
@@ -189,7 +189,12 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
     for target in targets:
         _fix_modes(target)
         for rel in reversed(skeleton):  # deepest first: children change a dir's mtime
-            _copy_attrs(source / rel, target / rel)
+            try:
+                _copy_attrs(source / rel, target / rel)
+            except OSError as exc:
+                raise WorkspaceError(
+                    f"cannot set the attributes of {target / rel}: {_reason(exc)}"
+                ) from None
 
 
 def _cp_job(source: Path, target: Path, parent: str, names: list[str]) -> str:

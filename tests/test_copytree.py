@@ -295,11 +295,16 @@ def test_root_keeps_ownership(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "mine").write_text("x")
-    os.chown(src / "mine", 1234, 5678)
+    (src / "sub" / "deeper").mkdir(parents=True)
+    os.symlink("../mine", src / "sub" / "link")
+    for path in (src / "mine", src / "sub", src / "sub" / "deeper", src / "sub" / "link"):
+        os.lchown(path, 1234, 5678)
     dst = tmp_path / "dst"
     copy_tree(src, dst)
-    st_ = os.lstat(dst / "mine")
-    assert (st_.st_uid, st_.st_gid) == (1234, 5678)
+    for rel in ("mine", "sub", "sub/deeper", "sub/link"):
+        st_ = os.lstat(dst / rel)
+        assert (st_.st_uid, st_.st_gid) == (1234, 5678), rel
+    assert os.lstat(dst).st_uid == os.lstat(src).st_uid
 
 
 def test_wide_tree_split_among_workers_keeps_hard_links_within_a_unit(tmp_path: Path) -> None:

@@ -669,8 +669,26 @@ def test_dind_agent_runs_a_container_and_stop_is_clean(
 # --- language images --------------------------------------------------------------------
 
 
+def assert_lsp_plugin_loaded(
+    image: str, plugin: str, api: FakeMessagesAPI, cli_env: dict[str, str]
+) -> None:
+    """The real CLI in the image loads the LSP plugin from the image's local marketplace
+    (no network) and offers the LSP tool."""
+    marker = f"marker-lsp-{plugin}"
+    api.on(marker, Text("lsp checked"))
+    done = docker("run", "--rm", *run_args(), image, "-vv", marker, env=cli_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    init = next(m for m in messages if m.get("type") == "system" and m.get("subtype") == "init")
+    assert f"{plugin}@claude-runner-lsp" in [p["source"] for p in init["plugins"]]
+    assert "LSP" in init["tools"]
+    assert messages[-1]["result"] == "lsp checked"
+
+
 @image_test
-def test_go_image_toolchain(go_image: str) -> None:
+def test_go_image_toolchain(
+    go_image: str, fake_api: FakeMessagesAPI, cli_env: dict[str, str]
+) -> None:
     script = "go version; go env GOROOT GOPATH; id -un; ls /home/claude/.claude"
     out = _ok(docker("run", "--rm", "--entrypoint", "bash", go_image, "-c", script))
     assert re.search(r"go version go1\.23\.\d+ linux/", out), out
@@ -683,13 +701,16 @@ def test_go_image_toolchain(go_image: str) -> None:
             )
         )
     )
-    assert any("gopls" in key for key in settings["enabledPlugins"])
+    assert settings["enabledPlugins"] == {"gopls@claude-runner-lsp": True}
+    assert_lsp_plugin_loaded(go_image, "gopls", fake_api, cli_env)
     # The runner still starts in the language image.
     assert _ok(docker("run", "--rm", go_image, "--version")).startswith("claude-runner ")
 
 
 @image_test
-def test_rust_image_toolchain(rust_image: str) -> None:
+def test_rust_image_toolchain(
+    rust_image: str, fake_api: FakeMessagesAPI, cli_env: dict[str, str]
+) -> None:
     script = (
         "rustc --version; cargo --version; rustfmt --version; cargo clippy --version;"
         " rust-analyzer --version; pkg-config --modversion openssl; id -un"
@@ -714,4 +735,5 @@ def test_rust_image_toolchain(rust_image: str) -> None:
             )
         )
     )
-    assert any("rust-analyzer" in key for key in settings["enabledPlugins"])
+    assert settings["enabledPlugins"] == {"rust-analyzer@claude-runner-lsp": True}
+    assert_lsp_plugin_loaded(rust_image, "rust-analyzer", fake_api, cli_env)

@@ -166,8 +166,10 @@ def _build(log: Path, argv: list[str], env: Mapping[str, str] | None = None) -> 
         try:
             code = child.wait(timeout=BUILD_TIMEOUT)
         except subprocess.TimeoutExpired:
-            proc.stop(child, grace=5.0)
             code = -1
+        finally:  # also on Ctrl-C: no build left running in its own session
+            if child.poll() is None:
+                proc.stop(child, grace=5.0)
     if code != 0:
         tail = log.read_text(errors="replace")[-4000:]
         pytest.fail(f"{' '.join(argv)} exited {code}; log {log}:\n{tail}")

@@ -44,7 +44,7 @@ REACHABLE = {
 }
 # The directory update-ca-certificates reads local certificates from.
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
-BUILD_TIMEOUT = 1800.0
+BUILD_TIMEOUT = 900.0  # a from-scratch base build takes ~3 min here
 RUN_TIMEOUT = 180.0
 # Environment the CLI in the container needs to talk to the fake API; passed by name
 # (`-e NAME`) so that no value, the dummy key included, appears on a command line.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -162,6 +163,12 @@ def warm(path: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"warming {path} failed: {done.stderr.strip()}")
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a/b: the methods of one round ran back to back, so the
+    per-round ratio cancels the drift of a shared machine that medians of each alone keep."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ unmounted and the image removed, which frees one file, not 300,000 inodes. As fo
 each timed method; the time ends when the last copy's process exits. ``--scale`` and
 ``--count`` shrink the run for a quick look; the defaults are the issue's sizes.
 
-The last line is the ratio of medians::
+The last line is the median over rounds of the per-round ratio::
 
     task_workspaces: runner/cp_a=X.XX runner/git_worktree=Y.YY
 """
@@ -141,12 +141,12 @@ def main() -> None:
         with contextlib.suppress(OSError):
             proc.run(["umount", str(work / "mnt")])
         remove_tree(work)
-    med = {n: statistics.median(t) for n, t in times.items()}
     for n in names:
-        print(f"{n}: median {med[n]:.2f}s of {', '.join(f'{t:.2f}' for t in times[n])}")
+        listed = ", ".join(f"{t:.2f}" for t in times[n])
+        print(f"{n}: median {statistics.median(times[n]):.2f}s of {listed}")
     print(
-        f"task_workspaces: runner/cp_a={med['runner'] / med['cp_a']:.2f} "
-        f"runner/git_worktree={med['runner'] / med['git_worktree']:.2f}"
+        f"task_workspaces: runner/cp_a={_repo.paired_ratio(times['runner'], times['cp_a']):.2f} "
+        f"runner/git_worktree={_repo.paired_ratio(times['runner'], times['git_worktree']):.2f}"
     )
 
 

@@ -10,7 +10,8 @@ minutes). Before each timed copy the source is re-read into the page cache (idle
 is handed back to the host within a minute) and ``sync`` flushes the previous copy, so
 every method is measured warm with a quiet disk. Node is timed inside the Node process
 (``cpSync`` alone, without Node's start-up); the other two include their process start.
-The last line is the ratio of medians::
+The last line is the median over rounds of the per-round ratio (the same rounds' medians
+of each method are printed above it)::
 
     workspace_copy: runner/cp_a=X.XX runner/node_cpSync=Y.YY
 """
@@ -86,6 +87,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in METHODS}
     names = list(METHODS)
     try:
+        for name in names:  # untimed warm-up: the first copy of a run is often an outlier
+            _repo.warm(src)
+            METHODS[name](src, out / f"{name}-warmup")
         for r in range(args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
@@ -104,12 +108,12 @@ def main() -> None:
             raise RuntimeError(f"runner copy differs from cp -a: {diff.stdout[:500]}")
     finally:
         remove_tree(out)
-    med = {n: statistics.median(t) for n, t in times.items()}
     for n in names:
-        print(f"{n}: median {med[n]:.2f}s of {', '.join(f'{t:.2f}' for t in times[n])}")
+        listed = ", ".join(f"{t:.2f}" for t in times[n])
+        print(f"{n}: median {statistics.median(times[n]):.2f}s of {listed}")
     print(
-        f"workspace_copy: runner/cp_a={med['runner'] / med['cp_a']:.2f} "
-        f"runner/node_cpSync={med['runner'] / med['node_cpSync']:.2f}"
+        f"workspace_copy: runner/cp_a={_repo.paired_ratio(times['runner'], times['cp_a']):.2f} "
+        f"runner/node_cpSync={_repo.paired_ratio(times['runner'], times['node_cpSync']):.2f}"
     )
 
 

@@ -349,15 +349,33 @@ def test_non_root_starts_dockerd_through_sudo(
     rules.write_text(image_rules.replace("\nclaude ALL=(root)", "\nnobody ALL=(root)"))
     assert "\nnobody ALL=(root)" in rules.read_text()
     command = _as_nobody(NOBODY_DRIVER, sudoers=rules)
+    # nobody cannot read a root process's namespaces, and shares our PID namespace:
+    # the host engine's containerd (if one runs) must not be taken for the test's own.
+    host_containerd = _containerd_pids()
     done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
     result = _driver_result(done)
     assert done.returncode == 0, (result, done.stderr)
+    assert _containerd_pids() >= host_containerd
     assert result["chosen"] == result["api_driver"] == "overlay2"
     assert (result["ping_ready"], result["ping_after_stop"]) == (True, False)
     assert (
         "sudo -n /usr/sbin/dockerd --storage-driver overlay2"
         in (shared_dir / "dockerd.log").read_text()
     )
+
+
+def _containerd_pids() -> set[int]:
+    """containerd processes in this test's own mount namespace (the host's engine)."""
+    own_ns = os.readlink("/proc/self/ns/mnt")
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            if os.path.basename(argv0) == b"containerd" and os.readlink(entry / "ns/mnt") == own_ns:
+                found.add(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 @pytest.mark.docker

@@ -200,6 +200,9 @@ class DockerDaemon:
         self, child: subprocess.Popen[bytes], *, driver: str, log_file: Path, as_root: bool
     ) -> None:
         self._child = child
+        # Taken now, while the child surely exists: stop() tells our containerd from
+        # another engine's by it.
+        self._started = _start_ticks(child.pid)
         self.driver = driver
         self.log_file = log_file
         self._as_root = as_root
@@ -300,7 +303,8 @@ class DockerDaemon:
                 child.wait(timeout=STOP_GRACE)
         leftovers = {p for p in before if _running(p)}
         leftovers.update(proc.descendants(child.pid))
-        for pid in _daemon_processes():  # and the containers under an orphaned shim
+        # and the containers under an orphaned shim
+        for pid in _daemon_processes(started_after=self._started):
             leftovers.update([pid, *proc.descendants(pid)])
         if child.poll() is None:
             leftovers.add(child.pid)
@@ -352,10 +356,23 @@ def _running(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
-def _daemon_processes() -> list[int]:
+def _start_ticks(pid: int) -> int:
+    """A process's start time in clock ticks since boot (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0
+    # Field 22; the fields after the command name start at field 3.
+    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+
+
+def _daemon_processes(*, started_after: int) -> list[int]:
     """containerd and the shims of *this* daemon. Shims daemonize out of dockerd's tree;
     they name the containerd socket under the exec root. Processes in another mount
-    namespace (a host's own engine, seen from a test namespace) are not ours."""
+    namespace (a host's own engine, seen from a test namespace) are not ours. A non-root
+    runner cannot read a root process's namespace: then only processes started after our
+    dockerd count (a host engine's containerd is older), so a runner that shares a PID
+    namespace with another engine never kills that engine's containerd."""
     own_ns = os.readlink("/proc/self/ns/mnt")
     found: list[int] = []
     for entry in os.scandir("/proc"):
@@ -369,14 +386,16 @@ def _daemon_processes() -> list[int]:
             continue
         if str(EXEC_ROOT).encode() not in b" ".join(argv):
             continue
+        pid = int(entry.name)
         try:
             if os.readlink(f"{entry.path}/ns/mnt") != own_ns:
                 continue
         except PermissionError:
-            pass  # not root: cannot tell, and inside a container everything is ours
+            if _start_ticks(pid) < started_after:
+                continue
         except OSError:
             continue
-        found.append(int(entry.name))
+        found.append(pid)
     return found
 
 

@@ -466,7 +466,8 @@ def test_full_disk_fails_with_the_reason_and_removes_every_copy(tmp_path: Path, 
     assert mounted.returncode == 0, mounted.stderr
     try:
         dsts = [small / f"w{i}" for i in range(count)]
-        with pytest.raises(WorkspaceError, match=r"big\.bin.*No space left on device") as info:
+        # Which file meets the full disk first depends on the workers' order.
+        with pytest.raises(WorkspaceError, match=r"\.(bin|txt).*No space left on device") as info:
             copy_tree_many(src, dsts)
         assert str(src) in str(info.value)
         assert list(small.iterdir()) == []

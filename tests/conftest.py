@@ -8,8 +8,11 @@ pinned Claude Code CLI offline against ``fake_api``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,6 +78,40 @@ def claude_bin() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@dataclass(frozen=True)
+class PublicCheckout:
+    """What tests that run as another user need, where any user can read it."""
+
+    root: Path  # holds src/ and tests/, usable as cwd and PYTHONPATH
+    claude_bin: str
+
+
+@pytest.fixture(scope="session")
+def public_checkout() -> Iterator[PublicCheckout]:
+    """A world-readable copy of src/, tests/ and the pinned CLI. The checkout may sit
+    under a private directory (CI clones into a fresh mkdtemp, mode 0700), where an
+    unprivileged user can reach nothing."""
+    root = Path(tempfile.mkdtemp(prefix="crt-public-"))
+    try:
+        root.chmod(0o755)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(REPO / "src", root / "src", ignore=ignore)
+        shutil.copytree(REPO / "tests", root / "tests", ignore=ignore)
+        (root / "bin").mkdir(mode=0o755)
+        cli = root / "bin" / "claude"
+        real = PINNED_CLI.resolve()
+        if real.exists():
+            try:
+                os.link(real, cli)  # the binary is ~250 MB: link, copy only across devices
+            except OSError:
+                shutil.copy2(real, cli)
+        for path in (root, *root.rglob("*")):
+            path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+        yield PublicCheckout(root=root, claude_bin=str(cli))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from socketserver import UnixStreamServer
 import pytest
 
 from claude_runner import dind, proc
-from tests.conftest import DUMMY_API_KEY, REPO
+from tests.conftest import DUMMY_API_KEY, REPO, PublicCheckout
 from tests.dind_helpers import (
     Forwarder,
     LineReader,
@@ -125,9 +125,10 @@ def _run_in_ns(
     *,
     data_root: str = "tmpfs",
     timeout: float = 120,
+    cwd: Path = REPO,
 ) -> tuple[proc.Completed, dict[str, str]]:
     argv = netns.argv(command, data_root=data_root, scratch=tmp_path / "scratch")  # type: ignore[arg-type]
-    done = proc.run(argv, cwd=REPO, env=env, timeout=timeout)
+    done = proc.run(argv, cwd=cwd, env=env, timeout=timeout)
     report = ns_report(done.stdout)
     assert "mnt" in report, done.stdout + done.stderr
     left = wait_until_empty(report["mnt"])
@@ -314,11 +315,11 @@ def _as_nobody(command: list[str], *, sudoers: Path | None) -> list[str]:
     return ["sh", "-c", setup, "sh", *command]
 
 
-def _nobody_env(shared: Path, **extra: str) -> dict[str, str]:
+def _nobody_env(shared: Path, public: PublicCheckout, **extra: str) -> dict[str, str]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(shared),
-        "PYTHONPATH": f"{REPO / 'src'}:{REPO}",
+        "PYTHONPATH": f"{public.root / 'src'}:{public.root}",
         "ENABLE_DIND": "1",
         "DIND_LOG_FILE": str(shared / "dockerd.log"),
     }
@@ -339,7 +340,7 @@ def _require_sudo() -> None:
 @pytest.mark.docker
 @pytest.mark.root
 def test_non_root_starts_dockerd_through_sudo(
-    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path, public_checkout: PublicCheckout
 ) -> None:
     _require_sudo()
     # The image's narrow rules, for nobody instead of claude: they must allow exactly
@@ -352,7 +353,13 @@ def test_non_root_starts_dockerd_through_sudo(
     # nobody cannot read a root process's namespaces, and shares our PID namespace:
     # the host engine's containerd (if one runs) must not be taken for the test's own.
     host_containerd = _containerd_pids()
-    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    done, _ = _run_in_ns(
+        netns,
+        command,
+        _nobody_env(shared_dir, public_checkout),
+        tmp_path,
+        cwd=public_checkout.root,
+    )
     result = _driver_result(done)
     assert done.returncode == 0, (result, done.stderr)
     assert _containerd_pids() >= host_containerd
@@ -381,13 +388,19 @@ def _containerd_pids() -> set[int]:
 @pytest.mark.docker
 @pytest.mark.root
 def test_non_root_without_passwordless_sudo_is_one_clear_error(
-    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path, public_checkout: PublicCheckout
 ) -> None:
     _require_sudo()
     rules = shared_dir / "sudoers"
     rules.write_text("# no rule for nobody\n")
     command = _as_nobody(NOBODY_DRIVER, sudoers=rules)
-    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    done, _ = _run_in_ns(
+        netns,
+        command,
+        _nobody_env(shared_dir, public_checkout),
+        tmp_path,
+        cwd=public_checkout.root,
+    )
     result = _driver_result(done)
     assert done.returncode == 2
     assert result["error"] == (
@@ -400,12 +413,18 @@ def test_non_root_without_passwordless_sudo_is_one_clear_error(
 @pytest.mark.docker
 @pytest.mark.root
 def test_non_root_without_sudo_is_one_clear_error(
-    netns: NetNamespace, tmp_path: Path, shared_dir: Path
+    netns: NetNamespace, tmp_path: Path, shared_dir: Path, public_checkout: PublicCheckout
 ) -> None:
     no_sudo = shared_dir / "bin"
     no_sudo.mkdir()
     command = _as_nobody(["env", f"PATH={no_sudo}", *NOBODY_DRIVER], sudoers=None)
-    done, _ = _run_in_ns(netns, command, _nobody_env(shared_dir), tmp_path)
+    done, _ = _run_in_ns(
+        netns,
+        command,
+        _nobody_env(shared_dir, public_checkout),
+        tmp_path,
+        cwd=public_checkout.root,
+    )
     result = _driver_result(done)
     assert done.returncode == 2
     assert result["error"] == (

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from claude_runner import proc
+from tests.conftest import PublicCheckout
 from tests.fakeapi import (
     INPUT_TOKENS,
     OUTPUT_TOKENS,
@@ -308,23 +309,13 @@ def unprivileged() -> Iterator[tuple[int, int, Path]]:
 
 @pytest.mark.root
 def test_snapshot_ro_refuses_writes_of_a_non_root_cli(
-    cli: Runner, fake_api: FakeMessagesAPI, unprivileged: tuple[int, int, Path], tmp_path: Path
+    cli: Runner,
+    fake_api: FakeMessagesAPI,
+    unprivileged: tuple[int, int, Path],
+    tmp_path: Path,
+    public_checkout: PublicCheckout,
 ) -> None:
     uid, gid, home = unprivileged
-    probe = proc.run(
-        [
-            "setpriv",
-            f"--reuid={uid}",
-            f"--regid={gid}",
-            "--clear-groups",
-            "--",
-            "test",
-            "-x",
-            cli.claude_bin,
-        ]
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"the CLI at {cli.claude_bin} is not executable for a non-root user")
     # The runner stays root; only the CLI runs as the new user (as in the image, where
     # everything runs as the non-root user). Runs live in a directory it can traverse.
     runs = Path(tempfile.mkdtemp(prefix="crt-runs-"))
@@ -336,7 +327,8 @@ def test_snapshot_ro_refuses_writes_of_a_non_root_cli(
         f'chown -R {uid}:{gid} "$CLAUDE_CONFIG_DIR"\n'
         f"export HOME={home}\n"
         "unset IS_SANDBOX\n"
-        f'exec setpriv --reuid={uid} --regid={gid} --clear-groups -- {cli.claude_bin} "$@"\n'
+        f"exec setpriv --reuid={uid} --regid={gid} --clear-groups -- "
+        f'{public_checkout.claude_bin} "$@"\n'
     )
     wrapper.chmod(0o755)
     cli.claude_bin = str(wrapper)

@@ -5,8 +5,9 @@ Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--co
 
 Methods, timed side by side in each round with a rotating order:
 
-- runner: ``copy_tree_many(src, 16 destinations)`` (one pool of parallel ``cp -a``
-  workers over the units of all 16 copies);
+- runner: what the executor does for a parallel stage of 16 ``worktree`` tasks: 16
+  threads each calling ``taskspace.copy_workspace`` at once (their parallel ``cp -a``
+  workers share one process-wide budget);
 - cp_a: ``cp -a src dst`` 16 times, one after the other;
 - git_worktree: ``git worktree add --detach dst`` 16 times (tracked files only, from a
   private copy of the repository so the cached one never changes).
@@ -37,13 +38,15 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _repo
 from claude_runner import proc
-from claude_runner.copytree import copy_tree, copy_tree_many, remove_tree
+from claude_runner.copytree import copy_tree, remove_tree
+from claude_runner.pipeline.taskspace import copy_workspace
 
 
 def _checked(argv: list[str], *, cwd: Path | None = None) -> str:
@@ -73,7 +76,9 @@ def fresh_fs(image: Path, size: int, mountpoint: Path) -> Iterator[Path]:
 
 
 def run_runner(src: Path, dsts: list[Path]) -> None:
-    copy_tree_many(src, dsts)
+    with ThreadPoolExecutor(max_workers=len(dsts)) as pool:
+        for future in [pool.submit(copy_workspace, src, dst) for dst in dsts]:
+            future.result()
 
 
 def run_cp(src: Path, dsts: list[Path]) -> None:

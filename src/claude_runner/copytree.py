@@ -29,6 +29,7 @@ import contextlib
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -164,6 +165,12 @@ def _workers() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
+# One budget of cp processes for the whole runner: the pipeline copies the workspaces of
+# a parallel stage's tasks from as many threads at once, and 16 pools of cps on 2 cores
+# would only thrash.
+_CP_SLOTS = threading.BoundedSemaphore(_workers())
+
+
 def _parallel_cp(source: Path, targets: list[Path]) -> None:
     skeleton, jobs = _plan(source)
     for target in targets:
@@ -198,6 +205,11 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
 
 
 def _cp_job(source: Path, target: Path, parent: str, names: list[str]) -> str:
+    with _CP_SLOTS:
+        return _run_cp(source, target, parent, names)
+
+
+def _run_cp(source: Path, target: Path, parent: str, names: list[str]) -> str:
     argv = [
         "cp",
         "-a",

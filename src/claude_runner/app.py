@@ -38,7 +38,7 @@ def run(args: Args) -> int:
         sys.stdout.write(json.dumps(plan_json_schema(), indent=2) + "\n")
         return 0
 
-    plan = None
+    plan, path = None, None
     if args.pipeline is not None:
         from claude_runner.plan.loader import load_plan  # noqa: PLC0415
         from claude_runner.plan.models import resolve  # noqa: PLC0415
@@ -81,13 +81,13 @@ def run(args: Args) -> int:
                 env.update(daemon.env)
             if cancel.event.is_set():
                 code = 1
-            elif plan is not None:
+            elif plan is not None and path is not None:
                 from claude_runner.pipeline.executor import run_pipeline  # noqa: PLC0415
 
                 code = run_pipeline(
                     plan,
                     workspace=workspace,
-                    plan_path=plan_path(args.pipeline, settings),  # type: ignore[arg-type]
+                    plan_path=path,
                     claude_bin=claude_bin,
                     env=env,
                     runs_root=settings.pipeline_root,

@@ -104,6 +104,26 @@ def first_user_text(body: Mapping[str, Any]) -> str:
     return ""
 
 
+def tool_results(bodies: list[dict[str, Any]], marker: str = "") -> str:
+    """Every tool_result the CLI sent back in conversations about ``marker`` (all when
+    empty), as text: what the tools printed, not the commands themselves."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "tool_result":
+                found.append(json.dumps(node.get("content")))
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk([body for body in bodies if marker in first_user_text(body)])
+    return "\n".join(found)
+
+
 def turn_of(body: Mapping[str, Any]) -> int:
     """How many assistant messages the conversation already holds."""
     return sum(

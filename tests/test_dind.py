@@ -25,6 +25,7 @@ from socketserver import UnixStreamServer
 import pytest
 
 from claude_runner import dind, proc
+from tests import fakeapi
 from tests.conftest import DUMMY_API_KEY, REPO, PublicCheckout
 from tests.dind_helpers import (
     Forwarder,
@@ -327,6 +328,18 @@ def _nobody_env(shared: Path, public: PublicCheckout, **extra: str) -> dict[str,
     return env
 
 
+def _run_nobody_in_ns(
+    netns: NetNamespace,
+    command: list[str],
+    shared: Path,
+    public: PublicCheckout,
+    tmp_path: Path,
+) -> proc.Completed:
+    """Run an ``_as_nobody`` command in the test namespace, from the public checkout."""
+    done, _ = _run_in_ns(netns, command, _nobody_env(shared, public), tmp_path, cwd=public.root)
+    return done
+
+
 # The runner's own interpreter may live where nobody cannot read; the daemon module
 # needs only the standard library, so Debian's python3 runs the driver.
 NOBODY_DRIVER = ["/usr/bin/python3", "-m", "tests.dind_driver"]
@@ -353,13 +366,7 @@ def test_non_root_starts_dockerd_through_sudo(
     # nobody cannot read a root process's namespaces, and shares our PID namespace:
     # the host engine's containerd (if one runs) must not be taken for the test's own.
     host_containerd = _containerd_pids()
-    done, _ = _run_in_ns(
-        netns,
-        command,
-        _nobody_env(shared_dir, public_checkout),
-        tmp_path,
-        cwd=public_checkout.root,
-    )
+    done = _run_nobody_in_ns(netns, command, shared_dir, public_checkout, tmp_path)
     result = _driver_result(done)
     assert done.returncode == 0, (result, done.stderr)
     assert _containerd_pids() >= host_containerd
@@ -394,13 +401,7 @@ def test_non_root_without_passwordless_sudo_is_one_clear_error(
     rules = shared_dir / "sudoers"
     rules.write_text("# no rule for nobody\n")
     command = _as_nobody(NOBODY_DRIVER, sudoers=rules)
-    done, _ = _run_in_ns(
-        netns,
-        command,
-        _nobody_env(shared_dir, public_checkout),
-        tmp_path,
-        cwd=public_checkout.root,
-    )
+    done = _run_nobody_in_ns(netns, command, shared_dir, public_checkout, tmp_path)
     result = _driver_result(done)
     assert done.returncode == 2
     assert result["error"] == (
@@ -418,13 +419,7 @@ def test_non_root_without_sudo_is_one_clear_error(
     no_sudo = shared_dir / "bin"
     no_sudo.mkdir()
     command = _as_nobody(["env", f"PATH={no_sudo}", *NOBODY_DRIVER], sudoers=None)
-    done, _ = _run_in_ns(
-        netns,
-        command,
-        _nobody_env(shared_dir, public_checkout),
-        tmp_path,
-        cwd=public_checkout.root,
-    )
+    done = _run_nobody_in_ns(netns, command, shared_dir, public_checkout, tmp_path)
     result = _driver_result(done)
     assert done.returncode == 2
     assert result["error"] == (
@@ -495,22 +490,7 @@ def _bash(command: str) -> ToolUse:
 
 
 def _tool_results(api: FakeMessagesAPI) -> str:
-    """The text of every tool_result the CLI sent back (not the commands themselves)."""
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "tool_result":
-                found.append(json.dumps(node.get("content")))
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(api.requests)
-    return "\n".join(found)
+    return fakeapi.tool_results(api.requests)
 
 
 @pytest.mark.docker

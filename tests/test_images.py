@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 import pytest
 
 from claude_runner import proc
+from tests import fakeapi
 from tests.conftest import DUMMY_API_KEY
-from tests.fakeapi import FakeMessagesAPI, Hang, HttpError, Text, ToolUse, first_user_text
+from tests.fakeapi import FakeMessagesAPI, Hang, HttpError, Text, ToolUse
 
 REPO = Path(__file__).resolve().parents[1]
 TAG_BASE = "claude-runner-test:latest"
@@ -274,22 +275,7 @@ def ro_mount(src: Path) -> list[str]:
 
 
 def tool_results(api: FakeMessagesAPI, marker: str = "") -> str:
-    """Every tool_result the CLI sent back in conversations about ``marker``, as text."""
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "tool_result":
-                found.append(json.dumps(node.get("content")))
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk([body for body in api.requests if marker in first_user_text(body)])
-    return "\n".join(found)
+    return fakeapi.tool_results(api.requests, marker)
 
 
 @pytest.fixture

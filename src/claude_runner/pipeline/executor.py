@@ -218,7 +218,9 @@ def run_pipeline(
             duration_s=duration,
             cancelled=was_cancelled,
         )
-        text = redactor(json.dumps(final, ensure_ascii=False, indent=2)) + "\n"
+        # The same compact line as the last event (indent would also switch json to its
+        # pure-Python encoder).
+        text = redactor(json.dumps(final, ensure_ascii=False, separators=(",", ":"))) + "\n"
         tmp = run_dir / "result.json.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, run_dir / "result.json")

@@ -9,7 +9,7 @@ The result text is cut at ``RESULT_TEXT_LIMIT`` characters (``result_truncated``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from claude_runner.pipeline.events import SCHEMA_VERSION, utc_now
@@ -112,5 +112,6 @@ def pipeline_result(
             "duration_s": round(duration_s, 3),
             "task_duration_s": round(sum(r.duration_s for r in results), 3),
         },
-        "tasks": [asdict(r) for r in results],
+        # vars() + copies of the two containers: asdict() deep-copies every value.
+        "tasks": [{**vars(r), "usage": dict(r.usage), "notes": list(r.notes)} for r in results],
     }

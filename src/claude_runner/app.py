@@ -15,7 +15,7 @@ from claude_runner.cli import Args
 from claude_runner.config import Settings
 from claude_runner.errors import SIGNAL_EXIT_BASE
 from claude_runner.redact import Redactor
-from claude_runner.signals import Cancellation
+from claude_runner.signals import Cancellation, Interrupted
 
 
 def plan_path(args_path: Path, settings: Settings) -> Path:
@@ -58,20 +58,12 @@ def run(args: Args) -> int:
 
         dind.check_preconditions(settings)
 
-    from claude_runner.workspace import prepare_workspace  # noqa: PLC0415
-
-    workspace = prepare_workspace(settings, notice=log.notice)
-    gitsetup.check_gh_auth(
-        env, required=settings.require_gh_auth, redact=redactor, warn=log.log.warning
-    )
-    gitsetup.configure_git(
-        env,
-        user_name=settings.git_user_name,
-        user_email=settings.git_user_email,
-        workspace=workspace,
-    )
-
     with Cancellation() as cancel:
+        try:
+            with cancel.interruptible():
+                workspace = _prepare(settings, env, redactor)
+        except Interrupted as stop:
+            return SIGNAL_EXIT_BASE + stop.signum
         daemon = None
         try:
             if settings.enable_dind:
@@ -109,6 +101,23 @@ def run(args: Args) -> int:
     if cancel.signum is not None:
         return SIGNAL_EXIT_BASE + cancel.signum
     return code
+
+
+def _prepare(settings: Settings, env: dict[str, str], redactor: Redactor) -> Path:
+    """Start-up steps 1-3: the workspace copy, GitHub auth, git configuration."""
+    from claude_runner.workspace import prepare_workspace  # noqa: PLC0415
+
+    workspace = prepare_workspace(settings, notice=log.notice)
+    gitsetup.check_gh_auth(
+        env, required=settings.require_gh_auth, redact=redactor, warn=log.log.warning
+    )
+    gitsetup.configure_git(
+        env,
+        user_name=settings.git_user_name,
+        user_email=settings.git_user_email,
+        workspace=workspace,
+    )
+    return workspace
 
 
 def _run_agent(

@@ -48,6 +48,11 @@ def run(
         stop(proc, grace=1.0)
         proc.communicate()
         raise
+    except BaseException:
+        # Interrupted by a signal (signals.Interrupted, KeyboardInterrupt): the child
+        # must not outlive the runner.
+        stop(proc, grace=1.0)
+        raise
     return Completed(
         tuple(argv),
         proc.returncode,

@@ -154,7 +154,8 @@ if ping; then
         say "dockerd already running"
     fi
 else
-    if pgrep -x dockerd >/dev/null 2>&1; then
+    # Zombies do not count: a killed daemon whose parent has not reaped it yet.
+    if pgrep -x --runstates D,R,S,T dockerd >/dev/null 2>&1; then
         die "a dockerd process exists but $SOCKET does not answer; see $DOCKERD_LOG"
     fi
     # A previous daemon may have left its netns mount behind; /run/docker is rebuilt.

@@ -175,3 +175,10 @@ if __name__ == "__main__":
     target = ensure_repo(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
     entries, size = tree_stats(target)
     print(f"{target}: {entries} entries, {size / 1e6:.0f} MB")
+
+
+def print_medians(times: dict[str, list[float]]) -> None:
+    """One detail line per method: its median and every round's time."""
+    for name, values in times.items():
+        listed = ", ".join(f"{t:.2f}" for t in values)
+        print(f"{name}: median {statistics.median(values):.2f}s of {listed}")

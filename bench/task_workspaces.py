@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -146,9 +145,7 @@ def main() -> None:
         with contextlib.suppress(OSError):
             proc.run(["umount", str(work / "mnt")])
         remove_tree(work)
-    for n in names:
-        listed = ", ".join(f"{t:.2f}" for t in times[n])
-        print(f"{n}: median {statistics.median(times[n]):.2f}s of {listed}")
+    _repo.print_medians({n: times[n] for n in names})
     print(
         f"task_workspaces: runner/cp_a={_repo.paired_ratio(times['runner'], times['cp_a']):.2f} "
         f"runner/git_worktree={_repo.paired_ratio(times['runner'], times['git_worktree']):.2f}"

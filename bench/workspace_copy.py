@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -108,9 +107,7 @@ def main() -> None:
             raise RuntimeError(f"runner copy differs from cp -a: {diff.stdout[:500]}")
     finally:
         remove_tree(out)
-    for n in names:
-        listed = ", ".join(f"{t:.2f}" for t in times[n])
-        print(f"{n}: median {statistics.median(times[n]):.2f}s of {listed}")
+    _repo.print_medians({n: times[n] for n in names})
     print(
         f"workspace_copy: runner/cp_a={_repo.paired_ratio(times['runner'], times['cp_a']):.2f} "
         f"runner/node_cpSync={_repo.paired_ratio(times['runner'], times['node_cpSync']):.2f}"

@@ -7,30 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from claude_runner import proc
 from tests.conftest import REPO
-
-
-def _wait_for(path: Path, deadline: float = 20.0) -> str:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        time.sleep(0.01)
-    raise AssertionError(f"{path} not written within {deadline}s")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+from tests.procwatch import wait_for_text, wait_gone
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -61,17 +44,14 @@ def test_signal_while_gh_hangs(tmp_path: Path, sig: signal.Signals, code: int) -
         stderr=subprocess.PIPE,
     )
     try:
-        gh_pid = int(_wait_for(pidfile))
+        gh_pid = int(wait_for_text(pidfile))
         os.kill(child.pid, sig)
         # Raises TimeoutExpired if the runner waits for gh instead of ending.
         _, err = child.communicate(timeout=10)
     finally:
         proc.stop(child, grace=1.0)
     assert child.returncode == code, err
-    end = time.monotonic() + 5
-    while _alive(gh_pid) and time.monotonic() < end:
-        time.sleep(0.01)
-    assert not _alive(gh_pid)
+    assert wait_gone(gh_pid)
     assert b"Traceback" not in err
     # The copy before gh was complete: the agent never started, the workspace is whole.
     assert (tmp_path / "ws" / "claude_runner" / "app.py").exists()

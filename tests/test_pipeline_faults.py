@@ -485,11 +485,21 @@ def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runne
 
 def test_uncommitted_workspace_changes_form_the_branch_base(runner: Runner) -> None:
     ws = runner.workspace
-    (ws / "a.txt").write_text("original\n")
+    a = ws / "a.txt"
+    a.write_text("original\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"], ["status"]):
+    # The worst case, made certain with explicit times: the file was committed, the index
+    # written, and the file rewritten at the same size, all within one second (S).
+    second = (int(time.time()) - 100) * 1_000_000_000
+    os.utime(a, ns=(second, second + 100_000_000))
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
         assert proc.run([*git, *args], cwd=ws).returncode == 0
-    (ws / "a.txt").write_text("ORIGINAL\n")  # same size, newer mtime, not staged
+    index = ws / ".git" / "index"
+    os.utime(index, ns=(second, second + 500_000_000))
+    a.write_text("ORIGINAL\n")  # same size, not staged
+    os.utime(a, ns=(second, second + 900_000_000))
+    status = proc.run(["git", "--no-optional-locks", "status", "--porcelain"], cwd=ws)
+    assert status.stdout == " M a.txt\n"
     code, events = runner.run(plan_of(stage("s", "write new.txt", workspace="worktree")))
     assert code == 0
     t = task(events, "s", "t0")

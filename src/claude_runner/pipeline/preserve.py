@@ -17,6 +17,7 @@ patch.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from claude_runner.errors import WorkspaceError
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # A copy has new inode numbers and ctimes: compare only size and mtime (kept by the copy),
 # and use nothing tied to the workspace's own directory (fsmonitor, untracked cache).
+# checkStat=minimal compares whole seconds only: see _rehash_same_second.
 _STAT_ONLY = (
     "-c",
     "core.checkStat=minimal",
@@ -122,7 +124,8 @@ def snapshot_start(
     if (git_dir / "index").is_file():
         # Start from the workspace's index: the copy keeps sizes and mtimes, so with
         # _STAT_ONLY only files that differ are hashed, not the whole tree.
-        shutil.copyfile(git_dir / "index", index)
+        shutil.copy2(git_dir / "index", index)
+        _rehash_same_second(index)
     elif head is not None:
         _git(["read-tree", head], env=genv, cwd=copy)
     _git([*_STAT_ONLY, "add", "-A", "--", "."], env=genv, cwd=copy)
@@ -132,6 +135,20 @@ def snapshot_start(
     parents = ["-p", head] if head else []
     message = "claude-runner: uncommitted workspace state at task start"
     return _git(["commit-tree", tree, *parents, "-m", message], env=genv, cwd=copy).strip()
+
+
+def _rehash_same_second(index: Path) -> None:
+    """Make git re-hash every entry recorded in or after the second the index was written.
+
+    With checkStat=minimal a file rewritten at the same size within the same second as
+    its recorded mtime looks unchanged. git hashes again the "racy" entries, those not
+    older than the index file; whether that comparison includes nanoseconds depends on
+    how git was built. Moving the index file's mtime back to the start of its second
+    covers the whole second either way, and only the files of that second are hashed.
+    (The copy keeps the index's mtime for the same reason.)"""
+    st = index.stat()
+    second = st.st_mtime_ns - st.st_mtime_ns % 1_000_000_000
+    os.utime(index, ns=(st.st_atime_ns, second))
 
 
 def preserve_changes(
@@ -149,6 +166,7 @@ def preserve_changes(
     and write them as a binary patch."""
     genv = _commit_env(env, git_dir, copy, index, identity)
     try:
+        _rehash_same_second(index)
         _git([*_STAT_ONLY, "add", "-A", "--", "."], env=genv, cwd=copy)
         tree = _git(["write-tree"], env=genv, cwd=copy).strip()
     finally:

@@ -18,6 +18,8 @@ MASK = "***"
 _TOKEN_PATTERNS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{8,}|github_pat_[A-Za-z0-9_]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})"
 )
+# Substring tests in C are ~10x cheaper than the regex scan; most text has none of these.
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-ant-")
 
 
 class Redactor:
@@ -35,5 +37,8 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return _TOKEN_PATTERNS.sub(MASK, text)
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if any(prefix in text for prefix in _TOKEN_PREFIXES):
+            text = _TOKEN_PATTERNS.sub(MASK, text)
+        return text

@@ -13,6 +13,7 @@ each line goes to ``out`` (flushed, so consumers see events live) and to
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -23,6 +24,9 @@ from claude_runner.redact import Redactor
 
 SCHEMA_VERSION = 1
 _PREFIX = "pipeline_event."
+_ENVELOPE = ("type", "ts", "schema_version", "plan_run_id")
+# One compact encoder (json.dumps builds a new one per call when given options).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def utc_now() -> str:
@@ -44,9 +48,8 @@ class Event:
             "schema_version": SCHEMA_VERSION,
             "plan_run_id": self.plan_run_id,
         }
-        for f in fields(self):
-            if f.name not in body:
-                body[f.name] = getattr(self, f.name)
+        for name in EVENT_KEYS[self.TYPE][len(_ENVELOPE) :]:  # not fields(): slow
+            body[name] = getattr(self, name)
         return body
 
 
@@ -143,7 +146,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StageFinish,
     PlanFinish,
 )
-_ENVELOPE = ("type", "ts", "schema_version", "plan_run_id")
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
     cls.TYPE: _ENVELOPE + tuple(f.name for f in fields(cls) if f.name not in _ENVELOPE)
     for cls in EVENT_TYPES
@@ -155,7 +157,8 @@ class EventWriter:
 
     def __init__(self, out: TextIO, jsonl: Path, redact: Redactor) -> None:
         self._out = out
-        self._file = jsonl.open("a", encoding="utf-8")
+        # One write(2) per line and no buffer: nothing is lost if the runner is killed.
+        self._fd = os.open(jsonl, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._redact = redact
         self._lock = threading.Lock()
 
@@ -163,13 +166,21 @@ class EventWriter:
         self.emit_dict(event.to_dict())
 
     def emit_dict(self, body: dict[str, Any]) -> None:
-        line = self._redact(json.dumps(body, ensure_ascii=False, separators=(",", ":"))) + "\n"
+        line = self._redact(_ENCODE(body)) + "\n"
+        try:
+            data = line.encode()
+        except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
+            data = line.encode("utf-8", "backslashreplace")
+            line = data.decode()
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
             self._out.write(line)
             self._out.flush()
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

@@ -1,5 +1,6 @@
 """Run a resolved plan: stages in order, tasks one by one or up to ``max_parallel`` at
-once, each in a worker thread (see ``task.py``), events on ``out``, the result at the end.
+once (one loop per stage drives them: ``loop.py``, ``task.py``), events on ``out``, the
+result at the end.
 
 Event order: ``plan_start``; per stage ``stage_start``, per task ``task_start``,
 ``task_session_bind``, ``task_output``*, ``task_finish``; ``stage_finish``;
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -35,12 +34,11 @@ from claude_runner.pipeline.events import (
     StageFinish,
     StageStart,
 )
+from claude_runner.pipeline.loop import run_stage
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
-from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun, finish_event
+from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun
 from claude_runner.plan.models import ResolvedPlan, ResolvedStage
 from claude_runner.redact import SECRET_ENV_VARS, Redactor
-
-_POLL = 0.05  # how often the scheduler looks at the cancel event while tasks run
 
 
 class _Run:
@@ -52,14 +50,20 @@ class _Run:
         self.abort_reason: str | None = None
         self.results: list[TaskResult] = []
 
-    def _skip(self, run: TaskRun, reason: str) -> None:
-        res = run.result
-        res.status, res.reason = "skipped", reason
-        self.ctx.writer.emit(finish_event(self.ctx.plan_run_id, res))
-
-    def _check_signal(self) -> None:
+    def _abort(self) -> str | None:
+        """Why no further task may start (a signal, a fail_fast failure), or None."""
         if self.cancel.is_set() and self.abort_reason is None:
             self.abort_reason = "cancelled by a signal to the runner"
+        return self.abort_reason
+
+    def _finished(self, run: TaskRun) -> None:
+        res = run.result
+        if (
+            self.abort_reason is None
+            and res.status == "failed"
+            and run.task.on_error == "fail_fast"
+        ):
+            self.abort_reason = f"fail_fast: task {res.stage_id}/{res.task_id} failed"
 
     def stage(self, stage: ResolvedStage) -> None:
         ctx = self.ctx
@@ -76,51 +80,12 @@ class _Run:
         runs = [TaskRun(t, ctx) for t in stage.tasks]
         self.results.extend(r.result for r in runs)
         limit = 1 if stage.mode == "sequential" else min(stage.max_parallel or len(runs), len(runs))
-        pending = deque(runs)
-        running: dict[int, TaskRun] = {}
-        done: queue.Queue[int] = queue.Queue()
-        cancelled_running = False
-        free_slots = list(reversed(range(limit)))  # one CLAUDE_CONFIG_DIR per slot
-
-        def work(key: int, run: TaskRun) -> None:
-            try:
-                run.run()
-            finally:
-                done.put(key)
-
-        while pending or running:
-            self._check_signal()
-            if self.abort_reason is not None:
-                if not cancelled_running:
-                    for run in running.values():
-                        run.cancel(self.abort_reason)
-                    cancelled_running = True
-                while pending:
-                    self._skip(pending.popleft(), self.abort_reason)
-            while pending and len(running) < limit:
-                run = pending.popleft()
-                run.slot = free_slots.pop()
-                key = id(run)
-                running[key] = run
-                threading.Thread(
-                    target=work, args=(key, run), name=f"task-{run.task.id}", daemon=True
-                ).start()
-            try:
-                key = done.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-            finished = running.pop(key)
-            free_slots.append(finished.slot)
-            res = finished.result
-            if (
-                res.status == "failed"
-                and finished.task.on_error == "fail_fast"
-                and self.abort_reason is None
-            ):
-                self.abort_reason = f"fail_fast: task {res.stage_id}/{res.task_id} failed"
+        (ctx.run_dir / stage.id).mkdir(exist_ok=True)  # the tasks' logs go there
+        config_dirs = [taskspace.config_slot(ctx.run_dir, stage.id, n) for n in range(limit)]
+        run_stage(runs, config_dirs=config_dirs, abort_reason=self._abort, finished=self._finished)
         orphans.kill_marked(TASK_MARKER, f"{ctx.plan_run_id}/{stage.id}/", prefix=True)
-        for slot in range(limit):
-            taskspace.drop_credentials(taskspace.config_slot(ctx.run_dir, stage.id, slot))
+        for config_dir in config_dirs:
+            taskspace.drop_credentials(config_dir)
         stage_results = [r.result for r in runs]
         ctx.writer.emit(
             StageFinish(
@@ -167,7 +132,6 @@ def run_pipeline(
         secrets=_secrets(env),
         git_dir=preserve.git_dir_of(workspace, env),
         identity=(settings.git_user_name, settings.git_user_email),
-        watchdog=orphans.Watchdog(),
     )
     started = time.monotonic()
     state = _Run(ctx, cancel)
@@ -185,7 +149,6 @@ def run_pipeline(
         for stage in plan.stages:
             state.stage(stage)
     finally:
-        ctx.watchdog.close()
         orphans.kill_marked(TASK_MARKER, f"{plan_run_id}/", prefix=True)
         results = state.results
         seen = {(r.stage_id, r.task_id) for r in results}

@@ -15,13 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import threading
 import time
-from collections.abc import Callable
 
 _SETTLE = 2.0
-PIPE_DRAIN = 5.0
 
 
 def marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
@@ -74,52 +70,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
-
-
-class Watchdog:
-    """One thread per run that unblocks streams a leftover process holds open.
-
-    A process the CLI started may inherit its stdout and outlive it, so the stream never
-    ends. Once a watched CLI has exited and its stream is still open ``PIPE_DRAIN``
-    seconds later, ``on_held_open`` runs (the task kills its marked processes, which
-    closes the stream).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: dict[object, tuple[subprocess.Popen[bytes], Callable[[], None]]] = {}
-        self._exited: dict[object, float] = {}
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def watch(
-        self, key: object, child: subprocess.Popen[bytes], on_held_open: Callable[[], None]
-    ) -> None:
-        with self._lock:
-            self._watched[key] = (child, on_held_open)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
-                self._thread.start()
-
-    def forget(self, key: object) -> None:
-        with self._lock:
-            self._watched.pop(key, None)
-            self._exited.pop(key, None)
-
-    def close(self) -> None:
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._wake.wait(0.25):
-            now = time.monotonic()
-            with self._lock:
-                entries = list(self._watched.items())
-            for key, (child, on_held_open) in entries:
-                if child.poll() is None:
-                    continue
-                first = self._exited.setdefault(key, now)
-                if now - first >= PIPE_DRAIN:
-                    self.forget(key)
-                    on_held_open()

@@ -1,9 +1,9 @@
-"""Bounded, line-aligned reading of an agent's stdout and the few stream-json facts we need.
+"""Bounded, line-aligned handling of an agent's stdout and the few stream-json facts we need.
 
-The pipe is read with blocking ``read1`` calls in a worker thread (blocking reads are
-twice as fast as asyncio here) and handled in blocks cut at the last newline, so the
-per-line work happens in C (one write, one masking pass, one search per needle per block)
-and lines are never split or glued. The unfinished line is held only up to ``MAX_LINE``
+Output arrives in chunks (whatever one read returned: the executor's loop reads every
+task's pipe) and is handled in blocks cut at the last newline, so the per-line work
+happens in C (one write, one masking pass, one search per needle per block) and lines
+are never split or glued. The unfinished line is held only up to ``MAX_LINE``
 (64 MiB); a longer one is passed through to the log in chunks as they arrive and
 reported as overlong instead of parsed, so memory stays bounded whatever the agent
 prints (unlike asyncio's ``readline``, which hands back a line's tail as a line).
@@ -95,7 +95,7 @@ class _LineSplitter:
         self,
         *,
         limit: int,
-        log: IO[bytes],
+        log: Callable[[bytes], object],
         mask: Callable[[bytes], bytes],
         write_lines: Callable[[bytes], None],
         stats: PumpStats,
@@ -113,17 +113,17 @@ class _LineSplitter:
 
     def _flush_pending(self) -> None:
         for part in self.pending:
-            self.log.write(self.mask(part))
+            self.log(self.mask(part))
         self.pending, self.pending_len = [], 0
 
     def feed(self, chunk: bytes) -> None:
         newline = chunk.find(b"\n")
         if self.skipping >= 0:  # the rest of an overlong line
             if newline < 0:
-                self.log.write(self.mask(chunk))
+                self.log(self.mask(chunk))
                 self.skipping += len(chunk)
                 return
-            self.log.write(self.mask(chunk[: newline + 1]))
+            self.log(self.mask(chunk[: newline + 1]))
             self._overlong_done(self.skipping + newline)
             self.skipping = -1
             chunk = chunk[newline + 1 :]
@@ -141,7 +141,7 @@ class _LineSplitter:
             if self.pending_len + newline > self.limit:
                 length = self.pending_len + newline
                 self._flush_pending()
-                self.log.write(self.mask(chunk[: newline + 1]))
+                self.log(self.mask(chunk[: newline + 1]))
                 self._overlong_done(length)
                 chunk = chunk[newline + 1 :]
             else:
@@ -157,11 +157,70 @@ class _LineSplitter:
 
     def close(self) -> None:
         if self.skipping >= 0:
-            self.log.write(b"\n")
+            self.log(b"\n")
             self._overlong_done(self.skipping)
         elif self.pending:
             self.write_lines(b"".join(self.pending) + b"\n")
             self.pending, self.pending_len = [], 0
+
+
+class StreamSink:
+    """Takes an agent's stdout chunk by chunk (``feed``) until ``close``.
+
+    Writes it to ``log`` (a write function; secrets masked), line-aligned. ``on_message``
+    receives the parsed ``system``/``init`` and ``result`` messages; ``on_line``
+    (verbosity vv) receives every line (without its newline). A line longer than
+    ``limit`` still reaches the log whole, in chunks as they arrive, but is neither parsed
+    nor forwarded; ``stats.overlong`` records its size. A last line without a newline
+    gets one in the log. Feed chunks of at most ``read_size`` bytes, so that only a
+    block's first line can exceed ``limit``.
+
+    Output is handled in blocks cut at the last newline: one write, one masking pass and
+    one search per needle per block, in C, rather than per line in Python; only lines
+    that contain a needle are parsed. The unfinished line is kept as a list of chunks,
+    joined once when its newline arrives.
+    """
+
+    def __init__(
+        self,
+        log: Callable[[bytes], object],
+        *,
+        on_message: Callable[[dict[str, object]], None],
+        on_line: Callable[[bytes], None] | None = None,
+        secrets: tuple[bytes, ...] = (),
+        limit: int = MAX_LINE,
+    ) -> None:
+        self.stats = PumpStats()
+        self.read_size = min(_CHUNK, limit)
+        self._log = log
+        self._secrets = secrets
+        self._scanner = _Scanner(on_message)
+        self._on_line = on_line
+        self._splitter = _LineSplitter(
+            limit=limit, log=log, mask=self._mask, write_lines=self._write_lines, stats=self.stats
+        )
+        self.feed = self._splitter.feed
+
+    def _mask(self, data: bytes) -> bytes:
+        for secret in self._secrets:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
+
+    def _write_lines(self, block: bytes) -> None:
+        block = self._mask(block)
+        self._log(block)
+        self.stats.lines += block.count(b"\n")
+        self.stats.bytes += len(block)
+        self._scanner.scan(block)
+        if self._on_line is not None:
+            for line in block.split(b"\n")[:-1]:
+                self._on_line(line)
+
+    def close(self) -> PumpStats:
+        """The end of the stream: flush an unfinished last line."""
+        self._splitter.close()
+        return self.stats
 
 
 def pump(
@@ -173,42 +232,11 @@ def pump(
     secrets: tuple[bytes, ...] = (),
     limit: int = MAX_LINE,
 ) -> PumpStats:
-    """Copy an agent's stdout to ``log`` (secrets masked) until EOF, line-aligned.
-
-    ``on_message`` receives the parsed ``system``/``init`` and ``result`` messages;
-    ``on_line`` (verbosity vv) receives every line (without its newline). A line longer
-    than ``limit`` still reaches the log whole, in chunks as they arrive, but is neither
-    parsed nor forwarded; ``PumpStats.overlong`` records its size. A last line without
-    a newline gets one in the log.
-
-    Output is handled in blocks (whatever one read returns, up to 1 MiB) cut at the last
-    newline: one write, one masking pass and one search per needle per block, in C, rather
-    than per line in Python; only lines that contain a needle are parsed. The unfinished
-    line is kept as a list of chunks, joined once when its newline arrives.
-    """
-    stats = PumpStats()
-    scanner = _Scanner(on_message)
-
-    def mask(data: bytes) -> bytes:
-        for secret in secrets:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
-
-    def write_lines(block: bytes) -> None:
-        block = mask(block)
-        log.write(block)
-        stats.lines += block.count(b"\n")
-        stats.bytes += len(block)
-        scanner.scan(block)
-        if on_line is not None:
-            for line in block.split(b"\n")[:-1]:
-                on_line(line)
-
-    splitter = _LineSplitter(limit=limit, log=log, mask=mask, write_lines=write_lines, stats=stats)
+    """Copy a whole stream to ``log`` through a ``StreamSink`` (blocking reads)."""
+    sink = StreamSink(
+        log.write, on_message=on_message, on_line=on_line, secrets=secrets, limit=limit
+    )
     read = getattr(stdout, "read1", stdout.read)
-    size = min(_CHUNK, limit)  # so that only a block's first line can exceed ``limit``
-    while chunk := read(size):
-        splitter.feed(chunk)
-    splitter.close()
-    return stats
+    while chunk := read(sink.read_size):
+        sink.feed(chunk)
+    return sink.close()

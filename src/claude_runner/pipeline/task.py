@@ -1,13 +1,21 @@
-"""Running one pipeline task: workspace, private config dir, the CLI, its stream, its end.
+"""One pipeline task from ``task_start`` to ``task_finish``, as steps the stage loop
+(``loop.py``) drives.
 
-A ``TaskRun`` lives in one worker thread (``run``); the executor may call ``cancel`` from
-another thread at any time. Cancelling before the CLI starts prevents the start;
-afterwards ``proc.stop`` escalates SIGINT -> SIGTERM -> SIGKILL (``STOP_GRACE`` seconds
-apart) over the CLI's process group and every descendant, which closes the pipe and
-ends the stream. Every task's environment carries ``CLAUDE_RUNNER_TASK=<run>/<stage>/
-<task>`` so processes that escaped the tree (Bash-tool children in their own sessions,
-double forks) are found in /proc and killed: right after a task that failed or was
-cancelled, and for every task at the end of its stage.
+The steps, in order: ``begin`` (``task_start``), ``prepare`` (prompt, workspace copy,
+branch base: may block, so the loop runs it in a helper thread when it copies),
+``launch`` (the CLI), ``feed`` / ``output_closed`` (its stdout), ``settle`` (its exit
+status), ``conclude`` (preserve the work, sweep leftovers: may block, same rule) and
+``finish`` (``task_finish``). Every step but ``prepare`` and ``conclude`` runs on the
+loop's thread, so the state needs no lock; those two touch only their own files. A step
+never raises: a failure becomes the task's status and reason.
+
+``cancel`` before the launch prevents it; afterwards ``proc.stop`` escalates SIGINT ->
+SIGTERM -> SIGKILL (``STOP_GRACE`` seconds apart, in a thread of its own) over the CLI's
+process group and every descendant, which ends its output. Every task's environment
+carries ``CLAUDE_RUNNER_TASK=<run>/<stage>/<task>`` so processes that escaped the tree
+(Bash-tool children in their own sessions, double forks) are found in /proc and killed:
+right after a task that failed or was cancelled, and for every task at the end of its
+stage.
 
 The CLI always runs with ``--output-format stream-json --verbose`` so the session binds
 at every verbosity; its stdout goes line by line to ``<task>.log``. ``task_output``
@@ -17,7 +25,7 @@ events: verbosity ``v`` forwards only the final ``result`` message, ``vv`` every
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -25,7 +33,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +57,8 @@ STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
-_PIPE_BUFFER = 1024 * 1024
 TASK_MARKER = "CLAUDE_RUNNER_TASK"
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,6 @@ class RunContext:
     secrets: tuple[bytes, ...]
     git_dir: Path | None
     identity: tuple[str, str]
-    watchdog: orphans.Watchdog
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -94,11 +101,16 @@ def _tail(path: Path) -> str:
         return ""
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class TaskRun:
-    """One task from start to ``task_finish``."""
+    """One task's state and steps (see the module docstring for who calls what)."""
 
     def __init__(self, task: ResolvedTask, ctx: RunContext) -> None:
-        self.slot = 0  # which of the stage's config dirs it uses; set before run()
         self.task = task
         self.ctx = ctx
         self.paths = taskspace.TaskPaths.of(ctx.run_dir, task.stage_id, task.id)
@@ -108,56 +120,59 @@ class TaskRun:
             model=task.model,
             workspace_mode=task.workspace,
         )
-        self._lock = threading.Lock()
-        self._cancel_reason: str | None = None
-        self._child: subprocess.Popen[bytes] | None = None
+        self.child: subprocess.Popen[bytes] | None = None
+        self.cancel_reason: str | None = None
+        self.returncode: int | None = None
+        self._started = 0.0
+        self._ok = True  # no step failed so far
+        self._prepared = False
+        self._prompt = ""
+        self._base: str | None = None
+        self._log_fd = -1
+        self._out_fd = -1  # the read end of the CLI's stdout
+        self._sink: stream.StreamSink | None = None
         self._marker = f"{ctx.plan_run_id}/{task.stage_id}/{task.id}"
-        self._index = self.paths.patch.with_suffix(".index")  # temporary git index
+        self._keep_work = task.workspace == "worktree" and ctx.git_dir is not None
 
-    # --- called from the executor's thread ----------------------------------------
-    def cancel(self, reason: str) -> None:
-        """Stop the task (idempotent); a task not yet started will not start."""
-        with self._lock:
-            if self._cancel_reason is not None:
-                return
-            self._cancel_reason = reason
-            child = self._child
-        if child is not None and child.poll() is None:
-            threading.Thread(
-                target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
-            ).start()
+    @property
+    def prepare_blocks(self) -> bool:
+        """Whether ``prepare`` copies a workspace (seconds for a big one)."""
+        return self.task.workspace != "shared"
 
-    # --- the worker thread --------------------------------------------------------
-    def run(self) -> TaskResult:
-        started = time.monotonic()
-        res = self.result
-        res.status = "failed"
+    @property
+    def conclude_blocks(self) -> bool:
+        """Whether ``conclude`` runs git or sweeps /proc for leftovers."""
+        return self._keep_work or self.cancel_reason is not None or not self._succeeded
+
+    @property
+    def _succeeded(self) -> bool:
+        return self.result.status == "succeeded"
+
+    def _guard(self, step: Callable[[], object]) -> None:
+        """Run a step; a failure becomes the task's status and reason."""
         try:
-            self._run()
+            step()
         except (RunnerError, OSError) as exc:
-            res.reason = str(exc)
+            self._fail(str(exc))
         except Exception as exc:  # a bug: keep the traceback on stderr, still finish
             traceback.print_exc(file=sys.stderr)
-            res.reason = f"internal error: {exc!r}"
-        finally:
-            if self._cancel_reason is not None or res.status != "succeeded":
-                # Stopping a CLI can orphan its Bash-tool children: sweep now. Leftovers
-                # of tasks that ended normally are swept once per stage (a /proc scan
-                # per task would be most of the runner's per-task cost).
-                orphans.kill_marked(TASK_MARKER, self._marker)
-            res.duration_s = round(time.monotonic() - started, 3)
-            self._finish_event()
-        return res
+            self._fail(f"internal error: {exc!r}")
 
-    def _workspace(self) -> Path:
-        return self.ctx.workspace if self.task.workspace == "shared" else self.paths.copy
+    def _fail(self, reason: str) -> None:
+        self._ok = False
+        self.result.status = "failed"
+        self.result.reason = reason
 
-    def _run(self) -> None:
+    # --- steps --------------------------------------------------------------------
+    def begin(self) -> None:
+        """Emit ``task_start``."""
+        self._started = time.monotonic()
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
-        cwd = self._workspace()
+        res.status = "failed"  # until it succeeds
+        cwd = ctx.workspace if task.workspace == "shared" else paths.copy
         res.workspace = str(cwd)
-        res.log = str(paths.log)
-        res.stderr_log = str(paths.stderr_log)
+        res.log = paths.log
+        res.stderr_log = paths.stderr_log
         ctx.writer.emit(
             TaskStart(
                 plan_run_id=ctx.plan_run_id,
@@ -166,40 +181,58 @@ class TaskRun:
                 model=task.model,
                 workspace_mode=task.workspace,
                 workspace=str(cwd),
-                log=str(paths.log),
+                log=paths.log,
             )
         )
-        paths.log.parent.mkdir(parents=True, exist_ok=True)
-        prompt = _read_prompt(ctx, task)
-        base = None
-        keep_work = task.workspace == "worktree" and ctx.git_dir is not None
-        if task.workspace != "shared":
-            head = preserve.head_of(ctx.git_dir, ctx.env) if keep_work and ctx.git_dir else None
-            taskspace.copy_workspace(ctx.workspace, paths.copy)
-            if task.workspace == "snapshot_ro":
-                taskspace.make_read_only(paths.copy)
-            if keep_work and ctx.git_dir is not None:
-                base = preserve.snapshot_start(
-                    git_dir=ctx.git_dir,
-                    head=head,
-                    copy=paths.copy,
-                    index=self._index,
-                    identity=ctx.identity,
-                    env=ctx.env,
-                )
-        try:
-            self._run_agent(prompt, cwd)
-        finally:
-            if keep_work:
-                self._preserve(base)
 
-    def _run_agent(self, prompt: str, cwd: Path) -> None:
+    def prepare(self) -> None:
+        """Read the prompt; copy the workspace and record the branch base if asked."""
+        self._guard(self._prepare)
+
+    def _prepare(self) -> None:
+        task, ctx, paths = self.task, self.ctx, self.paths
+        self._prompt = _read_prompt(ctx, task)
+        if task.workspace == "shared":
+            self._prepared = True
+            return
+        git_dir = ctx.git_dir if self._keep_work else None
+        head = preserve.head_of(git_dir, ctx.env) if git_dir is not None else None
+        taskspace.copy_workspace(ctx.workspace, paths.copy)
+        if task.workspace == "snapshot_ro":
+            taskspace.make_read_only(paths.copy)
+        if git_dir is not None:
+            self._base = preserve.snapshot_start(
+                git_dir=git_dir,
+                head=head,
+                copy=paths.copy,
+                index=paths.index,
+                identity=ctx.identity,
+                env=ctx.env,
+            )
+        self._prepared = True
+
+    def launch(self, config_dir: Path, *, seed_config: bool) -> int | None:
+        """Start the CLI with its own ``CLAUDE_CONFIG_DIR``; its stdout's file descriptor,
+        or None when it did not start (cancelled, or a step failed). ``seed_config``: the
+        config dir is new (each of a stage's concurrency slots has one)."""
+        if self.cancel_reason is not None:
+            self.result.status, self.result.reason = "cancelled", self.cancel_reason
+            return None
+        if self._ok:
+            self._guard(functools.partial(self._launch, config_dir, seed_config))
+        if self.child is None:
+            self.output_closed()  # closes the pipe and the log if they were opened
+            return None
+        return self._out_fd
+
+    def _launch(self, config_dir: Path, seed_config: bool) -> None:
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
-        config_dir = taskspace.config_slot(ctx.run_dir, task.stage_id, self.slot)
         res.config_dir = str(config_dir)
-        taskspace.seed_config_dir(config_dir, ctx.env)
+        if seed_config:
+            taskspace.seed_config_dir(config_dir, ctx.env)
         env = build_agent_env(ctx.env, config_dir=config_dir)
         env[TASK_MARKER] = self._marker
+        prompt = self._prompt
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
         if via_stdin:
             paths.prompt.write_text(prompt, encoding="utf-8")
@@ -210,70 +243,100 @@ class TaskRun:
             output_format="stream-json",
             verbose=True,
         )
-        with contextlib.ExitStack() as stack:
-            stdin = (
-                stack.enter_context(paths.prompt.open("rb")).fileno()
-                if via_stdin
-                else subprocess.DEVNULL
+        # The pipe is ours, not Popen's: the loop reads the bare descriptor, and Popen's
+        # file object around it cost three system calls per task.
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        self._out_fd = read_end
+        stdin = os.open(paths.prompt, os.O_RDONLY | os.O_CLOEXEC) if via_stdin else -1
+        err = -1
+        try:
+            err = os.open(paths.stderr_log, _LOG_FLAGS, 0o644)
+            self._log_fd = os.open(paths.log, _LOG_FLAGS, 0o644)
+            self.child = proc.spawn(
+                argv,
+                cwd=self._cwd(),
+                env=env,
+                stdin=stdin if via_stdin else subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=err,
             )
-            err = stack.enter_context(paths.stderr_log.open("wb"))
-            log = stack.enter_context(paths.log.open("wb", buffering=_PIPE_BUFFER))
-            with self._lock:
-                if self._cancel_reason is not None:
-                    res.status = "cancelled"
-                    res.reason = self._cancel_reason
-                    return
-                child = proc.spawn(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=stdin,
-                    stdout=subprocess.PIPE,
-                    stderr=err.fileno(),
+        finally:
+            for fd in (write_end, err, stdin):
+                if fd >= 0:
+                    os.close(fd)
+        self._sink = stream.StreamSink(
+            self._write_log,
+            on_message=self._on_message,
+            on_line=self._on_line if task.verbosity == "vv" else None,
+            secrets=ctx.secrets,
+        )
+
+    def _cwd(self) -> Path:
+        return self.ctx.workspace if self.task.workspace == "shared" else self.paths.copy
+
+    def _write_log(self, data: bytes) -> None:
+        _write_all(self._log_fd, data)
+
+    @property
+    def read_size(self) -> int:
+        return self._sink.read_size if self._sink is not None else stream.MAX_LINE
+
+    def feed(self, chunk: bytes) -> None:
+        """A chunk of the CLI's stdout."""
+        if self._sink is not None and self._ok:
+            self._guard(functools.partial(self._sink.feed, chunk))
+
+    def output_closed(self) -> None:
+        """The CLI's stdout reached its end (or the loop gave up on it)."""
+        sink = self._sink
+        if self._out_fd >= 0:
+            os.close(self._out_fd)
+            self._out_fd = -1
+        if sink is not None:
+            self._guard(sink.close)
+            for size in sink.stats.overlong:
+                self.result.notes.append(
+                    f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed"
                 )
-                self._child = child
-            assert child.stdout is not None  # noqa: S101
-            stack.callback(child.stdout.close)
-            # Popen's reader has an 8 KiB buffer; a larger one halves the read calls.
-            reader = stack.enter_context(
-                open(child.stdout.fileno(), "rb", buffering=_PIPE_BUFFER, closefd=False)
-            )
-            ctx.watchdog.watch(self, child, self.output_held_open)
-            try:
-                stats = stream.pump(
-                    reader,
-                    log,
-                    on_message=self._on_message,
-                    on_line=self._on_line if task.verbosity == "vv" else None,
-                    secrets=ctx.secrets,
-                )
-            finally:
-                ctx.watchdog.forget(self)
-            returncode = child.wait()
-        for size in stats.overlong:
-            res.notes.append(f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed")
-        self._settle(returncode)
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+
+    def cancel(self, reason: str) -> None:
+        """Stop the task (idempotent); a task not yet launched will not launch."""
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        child = self.child
+        if child is not None and child.poll() is None:
+            threading.Thread(
+                target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
+            ).start()
 
     def output_held_open(self) -> None:
-        """Called by the watchdog: the CLI has exited, its stdout is still open."""
+        """The CLI has exited, its stdout is still open: kill what holds it."""
         self.result.notes.append(
             "the CLI exited but a process it started kept its output open: killed"
         )
         orphans.kill_marked(TASK_MARKER, self._marker)
 
-    def _settle(self, returncode: int) -> None:
+    def settle(self, returncode: int | None) -> None:
+        """The status from the CLI's exit (None: it never started)."""
+        self.returncode = returncode
+        if returncode is None:
+            return
         res = self.result
         res.exit_code = returncode
         res.signal = _signal_name(returncode)
-        with self._lock:
-            cancelled = self._cancel_reason
+        if not self._ok:  # the failure of a step is the reason
+            return
         if returncode == 0 and res.is_error is False:
             res.status = "succeeded"
             res.reason = None
             return
-        if cancelled is not None:
+        if self.cancel_reason is not None:
             res.status = "cancelled"
-            res.reason = cancelled
+            res.reason = self.cancel_reason
             return
         res.status = "failed"
         if res.is_error:
@@ -285,9 +348,33 @@ class TaskRun:
             why = f"no result message from the CLI ({how})"
         else:
             why = f"the CLI exited with code {returncode}"
-        tail = _tail(self.paths.stderr_log)
+        tail = _tail(Path(self.paths.stderr_log))
         res.reason = f"{why}; stderr: {tail}" if tail else why
 
+    def conclude(self) -> None:
+        """Keep a worktree task's work; sweep what a failed or stopped task left."""
+        if self._prepared and self._keep_work:
+            self._guard(self._preserve)
+        if self.cancel_reason is not None or not self._succeeded:
+            # Stopping a CLI can orphan its Bash-tool children: sweep now. Leftovers of
+            # tasks that ended normally are swept once per stage (a /proc scan per task
+            # would be most of the runner's per-task cost).
+            self._guard(self._sweep)
+        self.result.duration_s = round(time.monotonic() - self._started, 3)
+
+    def _sweep(self) -> None:
+        orphans.kill_marked(TASK_MARKER, self._marker)
+
+    def finish(self) -> None:
+        """Emit ``task_finish``."""
+        self.ctx.writer.emit(finish_event(self.ctx.plan_run_id, self.result))
+
+    def skip(self, reason: str) -> None:
+        """Never started: report it as skipped."""
+        self.result.status, self.result.reason = "skipped", reason
+        self.finish()
+
+    # --- stream callbacks ------------------------------------------------------------
     def _on_message(self, message: dict[str, Any]) -> None:
         res, ctx, task = self.result, self.ctx, self.task
         if stream.is_result(message):
@@ -322,17 +409,17 @@ class TaskRun:
             )
         )
 
-    def _preserve(self, base: str | None) -> None:
+    def _preserve(self) -> None:
         ctx, res, paths = self.ctx, self.result, self.paths
         assert ctx.git_dir is not None  # noqa: S101
         try:
             kept = preserve.preserve_changes(
                 git_dir=ctx.git_dir,
-                base=base,
+                base=self._base,
                 copy=paths.copy,
                 branch=preserve.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
                 patch=paths.patch,
-                index=self._index,
+                index=paths.index,
                 identity=ctx.identity,
                 env=ctx.env,
             )
@@ -342,10 +429,6 @@ class TaskRun:
         res.branch = kept.branch
         res.patch = str(kept.patch) if kept.patch else None
         res.changed_files = kept.changed_files
-
-    def _finish_event(self) -> None:
-        res, ctx = self.result, self.ctx
-        ctx.writer.emit(finish_event(ctx.plan_run_id, res))
 
 
 def finish_event(plan_run_id: str, res: TaskResult) -> TaskFinish:

@@ -33,7 +33,6 @@ import secrets
 import shutil
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,26 +61,39 @@ def new_plan_run_id() -> str:
     return f"{stamp}Z-{secrets.token_hex(3)}"
 
 
-@dataclass(frozen=True)
 class TaskPaths:
-    """Where one task's files go inside the run directory."""
+    """Where one task's files go inside the run directory. The two logs, needed by every
+    task, are plain strings (building Paths was a visible part of the per-task cost)."""
 
-    copy: Path
-    log: Path
-    stderr_log: Path
-    patch: Path
-    prompt: Path
+    def __init__(self, run_dir: Path, stage_id: str, task_id: str) -> None:
+        self._stage = f"{run_dir}/{stage_id}"
+        self._task = task_id
+        self.log = f"{self._stage}/{task_id}.log"
+        self.stderr_log = f"{self._stage}/{task_id}.stderr.log"
 
     @classmethod
     def of(cls, run_dir: Path, stage_id: str, task_id: str) -> TaskPaths:
-        stage = run_dir / stage_id
-        return cls(
-            copy=stage / task_id,
-            log=stage / f"{task_id}.log",
-            stderr_log=stage / f"{task_id}.stderr.log",
-            patch=stage / f"{task_id}.patch",
-            prompt=stage / f"{task_id}.prompt.txt",
-        )
+        return cls(run_dir, stage_id, task_id)
+
+    def _path(self, suffix: str) -> Path:
+        return Path(f"{self._stage}/{self._task}{suffix}")
+
+    @property
+    def copy(self) -> Path:
+        return self._path("")
+
+    @property
+    def patch(self) -> Path:
+        return self._path(".patch")
+
+    @property
+    def index(self) -> Path:
+        """A temporary git index."""
+        return self._path(".index")
+
+    @property
+    def prompt(self) -> Path:
+        return self._path(".prompt.txt")
 
 
 def config_slot(run_dir: Path, stage_id: str, slot: int) -> Path:

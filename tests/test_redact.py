@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from claude_runner.redact import MASK, Redactor
 
 
@@ -19,3 +21,18 @@ def test_token_shapes_are_masked_without_being_told() -> None:
 def test_longest_secret_first_and_short_values_ignored() -> None:
     redact = Redactor(["abcd", "abcdefgh", "x"])
     assert redact("abcdefgh abcd x") == f"{MASK} {MASK} x"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "ghp_abcdefghijklmnop1234",
+        "gho_abcdefghijklmnop1234",
+        "ghs_abcdefghijklmnop1234",
+        "github_pat_11AAAA_bbbbcccc",
+        "sk-ant-api03-xyzxyzxyz",
+    ],
+)
+def test_each_token_shape_alone_is_masked(token: str) -> None:
+    # Alone: the cheap substring pre-check must let every shape reach the regex.
+    assert Redactor([])(f'{{"result":"use {token} now"}}') == f'{{"result":"use {MASK} now"}}'

@@ -18,8 +18,6 @@ MASK = "***"
 _TOKEN_PATTERNS = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{8,}|github_pat_[A-Za-z0-9_]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})"
 )
-# Substring tests in C are ~10x cheaper than the regex scan; most text has none of these.
-_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-ant-")
 
 
 class Redactor:
@@ -39,6 +37,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        if any(prefix in text for prefix in _TOKEN_PREFIXES):
+        # Substring tests are ~10x cheaper than the regex scan, and most text has neither.
+        if "gh" in text or "github_pat_" in text or "sk-ant-" in text:
             text = _TOKEN_PATTERNS.sub(MASK, text)
         return text

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from claude_runner import proc
+from claude_runner import proc, sched
 from claude_runner.pipeline.task import STOP_GRACE, TaskRun
 
 PIPE_DRAIN = 5.0
@@ -88,6 +88,7 @@ class StageLoop:
         self._close_lock = threading.Lock()
 
     def run(self) -> None:
+        sched.short_slice_for_this_thread()
         try:
             while self._pending or self._active:
                 self._check_abort()

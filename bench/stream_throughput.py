@@ -1,13 +1,13 @@
 """Stream throughput: 500 MB of stream-json lines through the runner's stream path
 versus ``cat``.
 
-Runner side: a child Python process spawns ``cat FILE`` with its stdout on a pipe and
-runs ``claude_runner.pipeline.stream.pump`` on it exactly as a task does at verbosity
-``text`` (lines to a log file, secrets masked, the ``system``/``init`` and ``result``
-lines parsed); it reports its time and its own peak RSS. Baseline: ``cat FILE | cat >
-LOG`` (the second ``cat`` does the runner's job: read a pipe, write a log). Rounds
-alternate runner, cat, runner, ...; every round writes a fresh log, all removed at the
-end.
+Runner side: a child Python process runs a one-task plan through ``run_pipeline`` whose
+agent is ``exec cat FILE``: the stage loop reads the pipe, writes the task log (secrets
+masked), parses the ``system``/``init`` and ``result`` lines, exactly as for the real
+CLI at verbosity ``text``; it reports its time and its own peak RSS. Baseline: ``cat
+FILE | cat > LOG`` (the second ``cat`` does the runner's job: read a pipe, write a log).
+Rounds alternate runner, cat, runner, ...; every round writes a fresh log, all removed
+at the end.
 
 Prints details on stderr and one line on stdout:
 ``stream_throughput: runner=XXX MB/s cat=YYY MB/s runner/cat=Z.ZZ peak_rss=NN MB``
@@ -34,22 +34,38 @@ SIZE = 500 * 1000 * 1000
 SECRET = "sk-ant-bench-secret-0123456789abcdef"  # noqa: S105 - a dummy to mask
 
 CHILD = r"""
-import json, subprocess, sys, time
+import io, json, os, sys, threading, time
+from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from claude_runner import proc
-from claude_runner.pipeline.stream import pump
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.plan.models import Plan, resolve
 
-seen = []
+tmp = Path(sys.argv[2])
+agent = tmp / "agent"
+agent.write_text(f"#!/bin/sh\nexec cat {sys.argv[1]}\n")
+agent.chmod(0o755)
+(tmp / "ws").mkdir(exist_ok=True)
+plan = resolve(Plan.model_validate(
+    {"version": "v1", "stages": [{"id": "s", "tasks": [{"id": "t", "prompt": "go"}]}]}
+))
+events = io.StringIO()
 start = time.perf_counter()
-child = proc.spawn(["cat", sys.argv[1]], stdout=subprocess.PIPE)
-with open(sys.argv[2], "wb", buffering=1024 * 1024) as log:
-    stats = pump(child.stdout, log, on_message=seen.append, secrets=(sys.argv[4].encode(),))
-child.wait()
+code = run_pipeline(
+    plan,
+    workspace=tmp / "ws",
+    plan_path=Path("plan.yml"),
+    claude_bin=str(agent),
+    env={"PATH": os.environ["PATH"], "HOME": str(tmp), "ANTHROPIC_API_KEY": sys.argv[4]},
+    runs_root=tmp / "runs",
+    cancel=threading.Event(),
+    out=events,
+)
 elapsed = time.perf_counter() - start
-assert [m["type"] for m in seen] == ["system", "result"], seen
+task = json.loads(events.getvalue().splitlines()[-1])["tasks"][0]
+assert code == 0 and task["session_id"] == "bench" and task["result"] == "ok", task
 # VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's across exec)
 rss_kb = int([l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1])
-print(json.dumps({"elapsed": elapsed, "rss_kb": rss_kb, "bytes": stats.bytes}))
+print(json.dumps({"elapsed": elapsed, "rss_kb": rss_kb, "log": task["log"]}))
 """
 
 
@@ -83,21 +99,17 @@ def main() -> int:
         child = tmp / "child.py"
         child.write_text(CHILD)
 
+        logs: list[Path] = []
+
         def runner(n: int) -> tuple[float, int]:
             done = proc.run(
-                [
-                    sys.executable,
-                    str(child),
-                    str(source),
-                    str(tmp / f"r{n}.log"),
-                    str(ROOT / "src"),
-                    SECRET,
-                ],
+                [sys.executable, str(child), str(source), str(tmp), str(ROOT / "src"), SECRET],
                 timeout=600,
             )
             assert done.returncode == 0, done.stderr
             report = json.loads(done.stdout)
-            assert report["bytes"] == size
+            logs.append(Path(report["log"]))
+            assert logs[-1].stat().st_size == size
             return float(report["elapsed"]), int(report["rss_kb"])
 
         def cat(n: int) -> float:
@@ -121,8 +133,8 @@ def main() -> int:
                 f"round {i}: runner {ours[-1]:.3f} s ({rss_kb // 1024} MB), cat {base[-1]:.3f} s",
                 file=sys.stderr,
             )
-            for name in (f"r{i}.log", f"c{i}.log"):
-                os.truncate(tmp / name, 0)  # keep the disk small; no unlink between rounds
+            for log in (logs[-1], tmp / f"c{i}.log"):
+                os.truncate(log, 0)  # keep the disk small; no unlink between rounds
     mb = size / 1e6
     runner_rate = mb / statistics.median(ours)
     cat_rate = mb / statistics.median(base)

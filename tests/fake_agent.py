@@ -16,6 +16,8 @@ the first word of the prompt picks the behaviour:
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
     config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
     daemon              init, a grandchild that keeps stdout open and lives on, success
+    daemon-unmarked     the same, but the grandchild wipes its environment (no task
+                        marker) and writes its pid to the path given
     write <name>        init, writes the file <name> in its cwd, success
 """
 
@@ -88,6 +90,14 @@ def _daemon() -> None:
     )
 
 
+def _daemon_unmarked(words: list[str]) -> None:
+    # Escapes the task marker: only the pipe it holds gives it away.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True, env={}
+    )
+    Path(words[1]).write_text(str(child.pid))
+
+
 def _write(data: bytes, times: int = 1) -> None:
     for _ in range(times):
         sys.stdout.buffer.write(data)
@@ -124,6 +134,7 @@ def main(argv: list[str]) -> int:
         "bigline": lambda: _write(_assistant_line(arg)),
         "config": _config,
         "daemon": _daemon,
+        "daemon-unmarked": lambda: _daemon_unmarked(words),
         "write": lambda: Path(words[1]).write_text("written by the agent\n"),
     }
     if mode == "noresult":

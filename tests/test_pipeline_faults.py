@@ -5,6 +5,7 @@ real CLI in test_pipeline_cli.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import psutil
 import pytest
 
 from claude_runner import proc
+from claude_runner.pipeline import loop, orphans
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
 from tests import fake_agent
@@ -467,6 +469,86 @@ def test_a_leftover_process_holding_the_output_open_does_not_hang_the_task(
     ]
     assert task(events, "s", "t1")["status"] == "succeeded"
     assert marked_processes(result_of(events)["plan_run_id"]) == []
+
+
+def test_an_unmarked_leftover_holding_the_output_is_found_by_the_pipe(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    pid_file = runner.tmp / "daemon.pid"
+    code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
+    assert code == 0
+    assert task(events, "s", "t0")["notes"] == [
+        "the CLI exited but a process it started kept its output open: killed"
+    ]
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_a_pipe_that_cannot_be_freed_is_given_up_not_waited_for(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(orphans, "holding_pipe", lambda inode: [])  # as if not ours to kill
+    pid_file = runner.tmp / "daemon.pid"
+    try:
+        code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
+        assert alive(int(pid_file.read_text()))
+    finally:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert code == 0
+    t0 = task(events, "s", "t0")
+    assert t0["status"] == "succeeded"
+    assert t0["notes"] == [
+        "the CLI exited but a process it started kept its output open: killed",
+        "the output was still held open after the kill: stopped reading it",
+    ]
+    assert task(events, "s", "t1")["status"] == "succeeded"
+
+
+def test_exits_are_found_without_pidfds(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kernels before 5.3 and some seccomp profiles have no pidfd_open: the loop polls.
+    monkeypatch.setattr(loop, "_pidfd", lambda pid: None)
+    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    tasks = ("ok", "sleep 1", "daemon", "error", "ok")
+    plan = plan_of(
+        stage("s", *tasks, mode="parallel", workspace="snapshot_ro"), on_error="continue"
+    )
+    code, events = runner.run(plan)
+    assert code == 1
+    statuses = [task(events, "s", f"t{i}")["status"] for i in range(5)]
+    assert statuses == ["succeeded", "succeeded", "succeeded", "failed", "succeeded"]
+    assert task(events, "s", "t3")["exit_code"] == 1
+    assert marked_processes(result_of(events)["plan_run_id"]) == []
+
+
+def test_an_internal_error_in_the_loop_still_stops_every_agent(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: loop.StageLoop, entry: object) -> None:
+        raise RuntimeError("a bug in the loop")
+
+    monkeypatch.setattr(loop.StageLoop, "_read", broken)
+    pid_file = runner.tmp / "grandchild.pid"
+    out = io.StringIO()
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        run_pipeline(
+            resolve(Plan.model_validate(plan_of(stage("s", f"hang {pid_file}")))),
+            workspace=runner.workspace,
+            plan_path=Path("plan.yml"),
+            claude_bin=runner.claude_bin,
+            env=runner.env,
+            runs_root=runner.runs_root,
+            cancel=threading.Event(),
+            out=out,
+        )
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before  # pipes, logs, selector closed
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert result_of(events)["status"] == "failed"
+    assert marked_processes(result_of(events)["plan_run_id"]) == []
+    if pid_file.exists():  # the agent may have been stopped before it wrote it
+        assert not alive(int(pid_file.read_text()))
 
 
 def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runner) -> None:

@@ -40,17 +40,30 @@ def marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
     return found
 
 
-def _reap(pids: list[int]) -> None:
-    """Collect those of ``pids`` that are our exited children. Never ``waitpid(-1)``:
-    that would steal the exit status of a child another thread is waiting for."""
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+def holding_pipe(inode: int) -> list[int]:
+    """Pids (other than ours) with a descriptor on the pipe ``inode``: what keeps a
+    task's output open even after it wiped its environment and left the CLI's tree."""
+    target = f"pipe:[{inode}]"
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = os.scandir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue
+        with fds:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path) == target:
+                        found.append(int(entry.name))
+                        break
+    return found
 
 
-def kill_marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
-    """SIGKILL every marked process and wait (bounded) until they are gone."""
-    pids = marked(key, value, prefix=prefix)
+def kill(pids: list[int]) -> list[int]:
+    """SIGKILL ``pids`` and wait (bounded) until they are gone; those still alive."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -61,6 +74,19 @@ def kill_marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
         if pids:
             time.sleep(0.01)
     return pids
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect those of ``pids`` that are our exited children. Never ``waitpid(-1)``:
+    that would steal the exit status of a child another thread is waiting for."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def kill_marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
+    """SIGKILL every marked process and wait (bounded) until they are gone."""
+    return kill(marked(key, value, prefix=prefix))
 
 
 def _alive(pid: int) -> bool:

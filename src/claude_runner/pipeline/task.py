@@ -314,11 +314,14 @@ class TaskRun:
             ).start()
 
     def output_held_open(self) -> None:
-        """The CLI has exited, its stdout is still open: kill what holds it."""
+        """The CLI has exited, its stdout is still open: kill what holds it (marked
+        processes, and any other process with a descriptor on the pipe)."""
         self.result.notes.append(
             "the CLI exited but a process it started kept its output open: killed"
         )
         orphans.kill_marked(TASK_MARKER, self._marker)
+        if self._out_fd >= 0:
+            orphans.kill(orphans.holding_pipe(os.fstat(self._out_fd).st_ino))
 
     def settle(self, returncode: int | None) -> None:
         """The status from the CLI's exit (None: it never started)."""

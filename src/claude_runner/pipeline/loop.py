@@ -1,4 +1,5 @@
-"""The stage loop: one thread runs a stage's tasks, up to ``limit`` at once.
+"""The stage loop: one thread runs a stage's tasks, one per concurrency slot at a time
+(a slot is a ``CLAUDE_CONFIG_DIR``; a stage has ``max_parallel`` of them, or one).
 
 It starts tasks, reads every running CLI's stdout (non-blocking pipes in one selector),
 learns of their exits (a pidfd per CLI, or polling where the kernel has none), and hands
@@ -8,9 +9,10 @@ a thread per task: with 16 threads blocked in reads, every chunk and exit was a 
 for the GIL, and the scheduling alone cost more CPU than the agents it ran.
 
 A CLI that has exited while a process it started still holds its stdout open gets
-``PIPE_DRAIN`` seconds; then the task's marked processes are killed, and if the pipe is
-still open another ``PIPE_DRAIN`` later, the loop stops reading it (the task ends with
-what it has; nothing blocks the stage).
+``PIPE_DRAIN`` seconds; then the task's marked processes and whatever holds the pipe are
+killed, and if the pipe is still open another ``PIPE_DRAIN`` later (a process of another
+user), the loop stops reading it: the task ends with what it has, nothing blocks the
+stage.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--co
 
 Methods, timed side by side in each round with a rotating order:
 
-- runner: what the executor does for a parallel stage of 16 ``worktree`` tasks: 16
-  threads each calling ``taskspace.copy_workspace`` at once (their parallel ``cp -a``
-  workers share one process-wide budget);
+- runner: ``run_pipeline`` with one parallel stage of 16 ``worktree`` tasks whose agent
+  prints an init and a result line: the whole executor path (the stage loop hands the
+  16 copies to helper threads at once, their parallel ``cp -a`` workers share one
+  process-wide budget; the branch base is recorded and the work preserved, as for any
+  ``worktree`` task in a git repository), its run directory on the fresh file system;
 - cp_a: ``cp -a src dst`` 16 times, one after the other;
 - git_worktree: ``git worktree add --detach dst`` 16 times (tracked files only, from a
   private copy of the repository so the cached one never changes).
@@ -32,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,7 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _repo
 from claude_runner import proc
 from claude_runner.copytree import copy_tree, remove_tree
-from claude_runner.pipeline.taskspace import copy_workspace
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.plan.models import Plan, resolve
+
+AGENT = """#!/bin/sh
+printf '%s\\n' '{"type":"system","subtype":"init","session_id":"bench"}'
+printf '%s\\n' '{"type":"result","subtype":"success","is_error":false,"result":"ok"}'
+"""
 
 
 def _checked(argv: list[str], *, cwd: Path | None = None) -> str:
@@ -74,21 +84,49 @@ def fresh_fs(image: Path, size: int, mountpoint: Path) -> Iterator[Path]:
         image.unlink()
 
 
-def run_runner(src: Path, dsts: list[Path]) -> None:
-    with ThreadPoolExecutor(max_workers=len(dsts)) as pool:
-        for future in [pool.submit(copy_workspace, src, dst) for dst in dsts]:
-            future.result()
+# A method makes ``count`` workspaces under ``mnt`` and returns their paths.
+Method = Callable[[Path, int], list[Path]]
 
 
-def run_cp(src: Path, dsts: list[Path]) -> None:
-    for dst in dsts:
-        _checked(["cp", "-a", str(src), str(dst)])
+def make_run_runner(workspace: Path, agent: Path) -> Method:
+    def run(mnt: Path, count: int) -> list[Path]:
+        tasks = [{"id": f"t{i:02d}", "prompt": "go", "workspace": "worktree"} for i in range(count)]
+        plan = {"version": "v1", "stages": [{"id": "s", "mode": "parallel", "tasks": tasks}]}
+        events = io.StringIO()
+        code = run_pipeline(
+            resolve(Plan.model_validate(plan)),
+            workspace=workspace,
+            plan_path=Path("plan.yml"),
+            claude_bin=str(agent),
+            env={"PATH": os.environ["PATH"], "HOME": str(agent.parent)},
+            runs_root=mnt,
+            cancel=threading.Event(),
+            out=events,
+        )
+        result = json.loads(events.getvalue().splitlines()[-1])
+        if code != 0:
+            raise RuntimeError(f"the runner failed: {result}")
+        return [Path(t["workspace"]) for t in result["tasks"]]
+
+    return run
 
 
-def make_run_worktree(repo: Path) -> Callable[[Path, list[Path]], None]:
-    def run(_src: Path, dsts: list[Path]) -> None:
+def make_run_cp(src: Path) -> Method:
+    def run(mnt: Path, count: int) -> list[Path]:
+        dsts = [mnt / f"cp-{i:02d}" for i in range(count)]
+        for dst in dsts:
+            _checked(["cp", "-a", str(src), str(dst)])
+        return dsts
+
+    return run
+
+
+def make_run_worktree(repo: Path) -> Method:
+    def run(mnt: Path, count: int) -> list[Path]:
+        dsts = [mnt / f"worktree-{i:02d}" for i in range(count)]
         for dst in dsts:
             _checked(["git", "-C", str(repo), "worktree", "add", "--quiet", "--detach", str(dst)])
+        return dsts
 
     return run
 
@@ -119,22 +157,28 @@ def main() -> None:
     times: dict[str, list[float]] = {"runner": [], "cp_a": [], "git_worktree": []}
     names = list(times)
     try:
+        # git worktree add and the runner's branch base write into .git: private copies.
         repo_copy = work / "repo"
-        copy_tree(src, repo_copy)  # git worktree add writes into .git: use a private copy
-        methods: dict[str, Callable[[Path, list[Path]], None]] = {
-            "runner": run_runner,
-            "cp_a": run_cp,
+        copy_tree(src, repo_copy)
+        runner_repo = work / "runner-repo"
+        copy_tree(src, runner_repo)
+        agent = work / "agent"
+        agent.write_text(AGENT)
+        agent.chmod(0o755)
+        methods: dict[str, Method] = {
+            "runner": make_run_runner(runner_repo, agent),
+            "cp_a": make_run_cp(src),
             "git_worktree": make_run_worktree(repo_copy),
         }
+        sources = {"runner": runner_repo, "cp_a": src, "git_worktree": repo_copy}
         for r in range(args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 with fresh_fs(work / "fs.img", fs_size, work / "mnt") as mnt:
-                    dsts = [mnt / f"{name}-{r}-{i:02d}" for i in range(args.count)]
-                    _repo.warm(repo_copy if name == "git_worktree" else src)
+                    _repo.warm(sources[name])
                     _checked(["sync"])
                     start = time.perf_counter()
-                    methods[name](src, dsts)
+                    dsts = methods[name](mnt, args.count)
                     times[name].append(time.perf_counter() - start)
                     if r == 0:
                         _spot_check(src, dsts, git_only=name == "git_worktree")

@@ -18,6 +18,8 @@ import random
 import shutil
 import statistics
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,14 +173,48 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
-if __name__ == "__main__":
-    target = ensure_repo(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
-    entries, size = tree_stats(target)
-    print(f"{target}: {entries} entries, {size / 1e6:.0f} MB")
-
-
 def print_medians(times: dict[str, list[float]]) -> None:
     """One detail line per method: its median and every round's time."""
     for name, values in times.items():
         listed = ", ".join(f"{t:.2f}" for t in values)
         print(f"{name}: median {statistics.median(values):.2f}s of {listed}")
+
+
+def timed_shell(command: str, env: Mapping[str, str]) -> float:
+    """Seconds ``sh -c command`` took; an exception when it failed."""
+    start = time.perf_counter()
+    done = proc.run(["sh", "-c", command], env=env, timeout=600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{command} failed ({done.returncode}): {done.stderr.strip()}")
+    return elapsed
+
+
+def alternate(
+    ours: Callable[[int], float],
+    theirs: Callable[[int], float],
+    *,
+    rounds: int,
+    names: tuple[str, str],
+) -> tuple[list[float], list[float]]:
+    """Warm each method up once, then run them alternately ``rounds`` times (round
+    number as argument, seconds back); each round and the medians go to stderr."""
+    ours(-1)
+    theirs(-1)
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(rounds):
+        a.append(ours(i))
+        b.append(theirs(i))
+        print(f"round {i}: {names[0]} {a[-1]:.3f} s, {names[1]} {b[-1]:.3f} s", file=sys.stderr)
+    print(
+        f"median: {names[0]} {statistics.median(a):.3f} s, {names[1]} {statistics.median(b):.3f} s",
+        file=sys.stderr,
+    )
+    return a, b
+
+
+if __name__ == "__main__":
+    target = ensure_repo(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
+    entries, size = tree_stats(target)
+    print(f"{target}: {entries} entries, {size / 1e6:.0f} MB")

@@ -28,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import _repo  # noqa: E402
 from claude_runner import proc  # noqa: E402
 from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
 from claude_runner.plan.models import Plan, resolve  # noqa: E402
@@ -102,27 +104,14 @@ def main() -> int:
         def xargs(round_no: int) -> float:
             out = tmp / f"xargs-{round_no}.out"
             command = f"xargs -P{PARALLEL} -L1 {agent} < {lines} > {out}"
-            start = time.perf_counter()
-            done = proc.run(["sh", "-c", command], env=env, timeout=600)
-            elapsed = time.perf_counter() - start
-            assert done.returncode == 0, done.stderr
+            elapsed = _repo.timed_shell(command, env)
             assert out.read_text().count('"type":"result"') == TASKS
             return elapsed
 
-        runner(-1)  # warm-up: imports, page cache
-        xargs(-1)
-        ours: list[float] = []
-        base: list[float] = []
-        for i in range(ROUNDS):
-            ours.append(runner(i))
-            base.append(xargs(i))
-            print(f"round {i}: runner {ours[-1]:.3f} s, xargs {base[-1]:.3f} s", file=sys.stderr)
+        # The warm-up round does the imports and fills the page cache.
+        ours, base = _repo.alternate(runner, xargs, rounds=ROUNDS, names=("runner", "xargs"))
         proc.run(["chmod", "-R", "u+w", tmp_name])
     ratio = statistics.median(ours) / statistics.median(base)
-    print(
-        f"median: runner {statistics.median(ours):.3f} s, xargs {statistics.median(base):.3f} s",
-        file=sys.stderr,
-    )
     print(f"executor_overhead: runner/xargs={ratio:.2f}")
     return 0
 

@@ -28,10 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.fakeapi import FakeMessagesAPI  # noqa: E402
 
-from claude_runner import proc  # noqa: E402
+import _repo  # noqa: E402
 from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
 from claude_runner.plan.models import Plan, resolve  # noqa: E402
 
@@ -116,25 +117,12 @@ def measure(tmp: Path, cli: str, url: str) -> float:
             f"cd {shlex.quote(str(workspace))} && "
             f"xargs -P{PARALLEL} -L1 sh -c {shlex.quote(one)} sh < {lines} > {out}"
         )
-        start = time.perf_counter()
-        done = proc.run(["sh", "-c", command], env=env, timeout=600)
-        elapsed = time.perf_counter() - start
-        assert done.returncode == 0, done.stderr
+        elapsed = _repo.timed_shell(command, env)
         assert out.read_text().count('"type":"result"') == TASKS
         return elapsed
 
-    runner(-1)  # warm-up: the CLI's files in the page cache
-    xargs(-1)
-    ours: list[float] = []
-    base: list[float] = []
-    for i in range(ROUNDS):
-        ours.append(runner(i))
-        base.append(xargs(i))
-        print(f"round {i}: runner {ours[-1]:.2f} s, xargs {base[-1]:.2f} s", file=sys.stderr)
-    print(
-        f"median: runner {statistics.median(ours):.2f} s, xargs {statistics.median(base):.2f} s",
-        file=sys.stderr,
-    )
+    # The warm-up round puts the CLI's files in the page cache.
+    ours, base = _repo.alternate(runner, xargs, rounds=ROUNDS, names=("runner", "xargs"))
     return statistics.median(ours) / statistics.median(base)
 
 

@@ -16,27 +16,31 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 _SETTLE = 2.0
+
+
+def _other_pids() -> Iterator[int]:
+    """Every process in /proc but this one."""
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != me:
+            yield int(entry.name)
 
 
 def marked(key: str, value: str, *, prefix: bool = False) -> list[int]:
     """Pids (other than ours) whose environment has ``key=value`` (or ``key=value...``)."""
     needle = f"{key}={value}".encode()
-    me = os.getpid()
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
+    for pid in _other_pids():
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = f.read()
         except OSError:
             continue
-        for item in environ.split(b"\0"):
-            if item == needle or (prefix and item.startswith(needle)):
-                found.append(int(entry.name))
-                break
+        if any(i == needle or (prefix and i.startswith(needle)) for i in environ.split(b"\0")):
+            found.append(pid)
     return found
 
 
@@ -44,20 +48,17 @@ def holding_pipe(inode: int) -> list[int]:
     """Pids (other than ours) with a descriptor on the pipe ``inode``: what keeps a
     task's output open even after it wiped its environment and left the CLI's tree."""
     target = f"pipe:[{inode}]"
-    me = os.getpid()
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
+    for pid in _other_pids():
         try:
-            fds = os.scandir(f"/proc/{entry.name}/fd")
+            fds = os.scandir(f"/proc/{pid}/fd")
         except OSError:
             continue
         with fds:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     if os.readlink(fd.path) == target:
-                        found.append(int(entry.name))
+                        found.append(pid)
                         break
     return found
 

@@ -10,12 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_runner.pipeline.stream import pump, session_id_of_init
+from claude_runner.pipeline.stream import PumpStats, StreamSink, session_id_of_init
+
+
+def pump(data: bytes, log: io.BytesIO, **kw: Any) -> PumpStats:
+    """Feed ``data`` as the stage loop does: reads of at most ``read_size`` bytes."""
+    sink = StreamSink(log.write, **kw)
+    for at in range(0, len(data), sink.read_size):
+        sink.feed(data[at : at + sink.read_size])
+    return sink.close()
 
 
 def through(data: bytes, limit: int) -> tuple[bytes, list[int]]:
     log = io.BytesIO()
-    stats = pump(io.BytesIO(data), log, on_message=lambda m: None, limit=limit)
+    stats = pump(data, log, on_message=lambda m: None, limit=limit)
     return log.getvalue(), stats.overlong
 
 
@@ -72,7 +80,7 @@ def run_pump(data: bytes, **kw: Any) -> tuple[bytes, list[dict[str, object]], li
     log = io.BytesIO()
     messages: list[dict[str, object]] = []
     lines: list[bytes] = []
-    stats = pump(io.BytesIO(data), log, on_message=messages.append, on_line=lines.append, **kw)
+    stats = pump(data, log, on_message=messages.append, on_line=lines.append, **kw)
     return log.getvalue(), messages, lines, stats
 
 

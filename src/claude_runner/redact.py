@@ -26,7 +26,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first so a secret that contains another is masked whole; skip tiny
         # values that would mask ordinary words.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Redactor:
@@ -34,7 +34,7 @@ class Redactor:
         return cls(env[name] for name in SECRET_ENV_VARS if env.get(name))
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
         # Substring tests are ~10x cheaper than the regex scan, and most text has neither.

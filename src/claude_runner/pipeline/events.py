@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from claude_runner.pipeline.stream import write_all
 from claude_runner.redact import Redactor
 
 SCHEMA_VERSION = 1
@@ -173,9 +174,7 @@ class EventWriter:
             data = line.encode("utf-8", "backslashreplace")
             line = data.decode()
         with self._lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)
             self._out.write(line)
             self._out.flush()
 

@@ -38,7 +38,7 @@ from claude_runner.pipeline.loop import run_stage
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
 from claude_runner.pipeline.task import TASK_MARKER, RunContext, TaskRun
 from claude_runner.plan.models import ResolvedPlan, ResolvedStage
-from claude_runner.redact import SECRET_ENV_VARS, Redactor
+from claude_runner.redact import Redactor
 
 
 class _Run:
@@ -98,11 +98,6 @@ class _Run:
         )
 
 
-def _secrets(env: Mapping[str, str]) -> tuple[bytes, ...]:
-    values = {env[n] for n in SECRET_ENV_VARS if len(env.get(n, "")) >= 4}
-    return tuple(sorted((v.encode() for v in values), key=len, reverse=True))
-
-
 def run_pipeline(
     plan: ResolvedPlan,
     *,
@@ -129,7 +124,7 @@ def run_pipeline(
         claude_bin=claude_bin,
         env=env,
         writer=writer,
-        secrets=_secrets(env),
+        secrets=tuple(s.encode() for s in redactor.secrets),  # longest first
         git_dir=preserve.git_dir_of(workspace, env),
         identity=(settings.git_user_name, settings.git_user_email),
     )

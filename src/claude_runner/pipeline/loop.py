@@ -137,13 +137,17 @@ class StageLoop:
     def _check_timers(self) -> None:
         now = time.monotonic()
         for entry in list(self._running.values()):
-            run = entry.run
-            if entry.pid_fd is None and run.returncode is None and entry.run.child is not None:
-                # No pidfd: poll (every _EXIT_POLL after EOF, every _POLL before).
-                returncode = entry.run.child.poll()
-                if returncode is not None:
-                    self._exited(entry)
-                    continue
+            run, child = entry.run, entry.run.child
+            # No pidfd: poll at every turn (at least every _EXIT_POLL after EOF, every
+            # _POLL before).
+            if (
+                entry.pid_fd is None
+                and run.returncode is None
+                and child is not None
+                and child.poll() is not None
+            ):
+                self._exited(entry)
+                continue
             if entry.drain_deadline is not None and now >= entry.drain_deadline:
                 if not entry.drained_once:
                     entry.drained_once = True

@@ -18,9 +18,9 @@ works for any key order and spacing, and the real check is made on the parsed ob
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
 
 MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -223,20 +223,8 @@ class StreamSink:
         return self.stats
 
 
-def pump(
-    stdout: IO[bytes],
-    log: IO[bytes],
-    *,
-    on_message: Callable[[dict[str, object]], None],
-    on_line: Callable[[bytes], None] | None = None,
-    secrets: tuple[bytes, ...] = (),
-    limit: int = MAX_LINE,
-) -> PumpStats:
-    """Copy a whole stream to ``log`` through a ``StreamSink`` (blocking reads)."""
-    sink = StreamSink(
-        log.write, on_message=on_message, on_line=on_line, secrets=secrets, limit=limit
-    )
-    read = getattr(stdout, "read1", stdout.read)
-    while chunk := read(sink.read_size):
-        sink.feed(chunk)
-    return sink.close()
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (a write may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -101,19 +101,13 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class TaskRun:
     """One task's state and steps (see the module docstring for who calls what)."""
 
     def __init__(self, task: ResolvedTask, ctx: RunContext) -> None:
         self.task = task
         self.ctx = ctx
-        self.paths = taskspace.TaskPaths.of(ctx.run_dir, task.stage_id, task.id)
+        self.paths = taskspace.TaskPaths(ctx.run_dir, task.stage_id, task.id)
         self.result = TaskResult(
             stage_id=task.stage_id,
             task_id=task.id,
@@ -169,7 +163,7 @@ class TaskRun:
         self._started = time.monotonic()
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
         res.status = "failed"  # until it succeeds
-        cwd = ctx.workspace if task.workspace == "shared" else paths.copy
+        cwd = self._cwd()
         res.workspace = str(cwd)
         res.log = paths.log
         res.stderr_log = paths.stderr_log
@@ -275,7 +269,7 @@ class TaskRun:
         return self.ctx.workspace if self.task.workspace == "shared" else self.paths.copy
 
     def _write_log(self, data: bytes) -> None:
-        _write_all(self._log_fd, data)
+        stream.write_all(self._log_fd, data)
 
     @property
     def read_size(self) -> int:

@@ -71,10 +71,6 @@ class TaskPaths:
         self.log = f"{self._stage}/{task_id}.log"
         self.stderr_log = f"{self._stage}/{task_id}.stderr.log"
 
-    @classmethod
-    def of(cls, run_dir: Path, stage_id: str, task_id: str) -> TaskPaths:
-        return cls(run_dir, stage_id, task_id)
-
     def _path(self, suffix: str) -> Path:
         return Path(f"{self._stage}/{self._task}{suffix}")
 

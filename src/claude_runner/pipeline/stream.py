@@ -51,7 +51,7 @@ def is_result(message: dict[str, object]) -> bool:
 
 @dataclass
 class PumpStats:
-    """What ``pump`` saw: counts, and the sizes of lines too long to parse."""
+    """What a ``StreamSink`` saw: counts, and the sizes of lines too long to parse."""
 
     lines: int = 0
     bytes: int = 0

@@ -1,6 +1,7 @@
 """A stand-in for the Claude Code CLI, for fault injection only.
 
-Invoked like the real CLI (``fake_agent.py -p <prompt> ... --output-format stream-json``);
+Invoked like the real CLI (``fake_agent.py -p ... --output-format stream-json -- <prompt>``,
+or the prompt on stdin);
 the first word of the prompt picks the behaviour:
 
     ok                  init + a successful result
@@ -116,8 +117,8 @@ def _nothing() -> None:
 
 
 def main(argv: list[str]) -> int:
-    after = argv[argv.index("-p") + 1 :] if "-p" in argv else []
-    prompt = after[0] if after and not after[0].startswith("--") else sys.stdin.read()
+    # As the runner calls the real CLI: the prompt is the operand after "--", else stdin.
+    prompt = argv[argv.index("--") + 1] if "--" in argv else sys.stdin.read()
     words = prompt.split()
     mode = words[0] if words else "ok"
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0

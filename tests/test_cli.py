@@ -41,6 +41,21 @@ def test_options_anywhere_and_equals_form() -> None:
     assert args == Args(debug=True, model="opus", task=("fix", "bug"))
 
 
+@pytest.mark.parametrize(
+    "model", ["haiku", "sonnet", "claude-sonnet-4-5", "claude-3-5-haiku-latest"]
+)
+def test_models_by_alias_or_full_id(model: str) -> None:
+    args = parse_args(["--model", model, "go"])
+    assert isinstance(args, Args)
+    assert args.model == model
+
+
+def test_plan_from_stdin_and_schema_versions() -> None:
+    assert parse_args(["--pipeline", "-"]) == Args(pipeline=Path("-"))
+    assert parse_args(["--print-schema"]) == Args(print_schema="v2")
+    assert parse_args(["--print-schema", "v1"]) == Args(print_schema="v1")
+
+
 def test_pipeline_example() -> None:
     args = parse_args(["--pipeline", ".agent/pipeline.yml", "--model", "opus"])
     assert args == Args(model="opus", pipeline=Path(".agent/pipeline.yml"))
@@ -50,7 +65,9 @@ def test_pipeline_example() -> None:
     ("argv", "message"),
     [
         (["--pipeline", "p.yml", "do", "it"], "task words cannot be combined with --pipeline"),
-        (["--model", "haiku", "x"], "--model 'haiku' is not supported"),
+        (["--model", "gpt-4", "x"], "--model 'gpt-4' is not a model"),
+        (["--model", "Claude-Opus", "x"], "--model 'Claude-Opus' is not a model"),
+        (["", " "], "the prompt is empty"),
         (["--model"], "--model needs a value"),
         (["--pipline", "p.yml"], "did you mean --pipeline?"),
         (["-x", "go"], "put it after --"),

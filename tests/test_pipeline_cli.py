@@ -132,7 +132,7 @@ def test_session_binding_cost_and_usage_are_the_clis(
     assert totals["usage"]["input_tokens"] == res["usage"]["input_tokens"]
     # The session is stored in the task's own CLAUDE_CONFIG_DIR, under its cwd.
     config = Path(res["config_dir"])
-    assert config == Path(result_of(events)["run_dir"]) / ".claude-config" / "s" / "slot-0"
+    assert config == Path(result_of(events)["run_dir"]) / "config" / "slot-0"
     assert list(config.glob(f"projects/*/{res['session_id']}.jsonl"))
     assert of_type(events, "task_output") == []  # text verbosity forwards nothing
 
@@ -234,7 +234,7 @@ def test_workspace_modes_and_worktree_work_preserved(
     # worktree: a copy with earlier stages' changes, untracked and ignored files.
     wt = task(events, "two", "wt")
     copy = Path(wt["workspace"])
-    assert copy == Path(result_of(events)["run_dir"]) / "two" / "wt"
+    assert copy == Path(result_of(events)["run_dir"]) / "tasks" / "two" / "wt" / "workspace"
     assert (copy / "shared.txt").read_text() == "from-shared\n"
     assert (copy / "untracked.txt").exists()
     assert (copy / "ignored.txt").exists()
@@ -264,7 +264,7 @@ def test_workspace_modes_and_worktree_work_preserved(
     )
     assert (repo / ".git" / "index").read_bytes() == index_before
     patch = Path(wt["patch"])
-    assert patch == Path(result_of(events)["run_dir"]) / "two" / "wt.patch"
+    assert patch == Path(result_of(events)["run_dir"]) / "tasks" / "two" / "wt" / "changes.patch"
     check = tempfile.mkdtemp()
     try:
         git(repo, "worktree", "add", "-q", "--detach", check, start)

@@ -20,10 +20,11 @@ from typing import Any
 import psutil
 import pytest
 
-from claude_runner import proc
-from claude_runner.pipeline import loop, orphans
+from claude_runner import proc, procs
+from claude_runner.pipeline import scheduler
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.runtime import Runtime
 from tests import fake_agent
 
 Events = list[dict[str, Any]]
@@ -34,6 +35,7 @@ import json, os, signal, sys, threading
 from pathlib import Path
 from claude_runner.plan.models import Plan, resolve
 from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.runtime import Runtime
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 cancel = threading.Event()
@@ -45,14 +47,12 @@ def on_signal(signum, frame):
 
 signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGINT, on_signal)
+env = {**os.environ, "PIPELINE_WORKSPACES_ROOT": spec["runs_root"]}
 rc = run_pipeline(
     resolve(Plan.model_validate(spec["plan"])),
+    Runtime.from_env(env, claude_bin=spec["claude_bin"], cancel=cancel),
     workspace=Path(spec["workspace"]),
     plan_path=Path("plan.yml"),
-    claude_bin=spec["claude_bin"],
-    env=os.environ,
-    runs_root=Path(spec["runs_root"]),
-    cancel=cancel,
     out=sys.stdout,
 )
 # VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's across exec)
@@ -88,15 +88,17 @@ class Runner:
         out = io.StringIO()
         code = run_pipeline(
             resolve(Plan.model_validate(plan)),
+            self.runtime(cancel),
             workspace=self.workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=self.claude_bin,
-            env=self.env,
-            runs_root=self.runs_root,
-            cancel=cancel or threading.Event(),
             out=out,
         )
         return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def runtime(self, cancel: threading.Event | None = None) -> Runtime:
+        """The runtime app.run would build from this runner's environment."""
+        env = {**self.env, "PIPELINE_WORKSPACES_ROOT": str(self.runs_root)}
+        return Runtime.from_env(env, claude_bin=self.claude_bin, cancel=cancel)
 
     def spawn_driver(self, plan: dict[str, Any]) -> subprocess.Popen[bytes]:
         spec = self.tmp / "spec.json"
@@ -311,16 +313,17 @@ def test_run_directory_layout(runner: Runner) -> None:
     run_dir = Path(result_of(events)["run_dir"])
     assert run_dir.parent == runner.runs_root
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        ".claude-config",
+        "config",
         "events.jsonl",
         "result.json",
-        "s",
+        "tasks",
     ]
-    assert sorted(p.name for p in (run_dir / "s").iterdir()) == ["t0", "t0.log", "t0.stderr.log"]
+    task_dir = run_dir / "tasks" / "s" / "t0"
+    assert sorted(p.name for p in task_dir.iterdir()) == ["agent.log", "stderr.log", "workspace"]
     assert json.loads((run_dir / "result.json").read_text()) == result_of(events)
     jsonl = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert jsonl == events
-    config = run_dir / ".claude-config" / "s" / "slot-0"
+    config = run_dir / "config" / "slot-0"
     assert result_of(events)["tasks"][0]["config_dir"] == str(config)
     assert (config.stat().st_mode & 0o777) == 0o700
 
@@ -433,7 +436,7 @@ def test_each_task_gets_its_own_config_dir_seeded_from_the_users(runner: Runner)
             "hasCompletedOnboarding": True,
             "userID": "u1",
         }
-        # the copy of the credentials is removed once the stage is over
+        # the copy of the credentials is removed once the run is over
         assert not (Path(m["config_dir"]) / ".credentials.json").exists()
         assert (Path(m["config_dir"]) / "settings.json").exists()
 
@@ -474,7 +477,7 @@ def test_a_leftover_process_holding_the_output_open_does_not_hang_the_task(
 def test_an_unmarked_leftover_holding_the_output_is_found_by_the_pipe(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
     pid_file = runner.tmp / "daemon.pid"
     code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
     assert code == 0
@@ -487,8 +490,8 @@ def test_an_unmarked_leftover_holding_the_output_is_found_by_the_pipe(
 def test_a_pipe_that_cannot_be_freed_is_given_up_not_waited_for(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
-    monkeypatch.setattr(orphans, "holding_pipe", lambda inode: [])  # as if not ours to kill
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(procs, "holding_pipe", lambda inode: [])  # as if not ours to kill
     pid_file = runner.tmp / "daemon.pid"
     try:
         code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
@@ -508,8 +511,8 @@ def test_a_pipe_that_cannot_be_freed_is_given_up_not_waited_for(
 
 def test_exits_are_found_without_pidfds(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     # Kernels before 5.3 and some seccomp profiles have no pidfd_open: the loop polls.
-    monkeypatch.setattr(loop, "_pidfd", lambda pid: None)
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(scheduler, "_pidfd", lambda pid: None)
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
     tasks = ("ok", "sleep 1", "daemon", "error", "ok")
     plan = plan_of(
         stage("s", *tasks, mode="parallel", workspace="snapshot_ro"), on_error="continue"
@@ -525,22 +528,19 @@ def test_exits_are_found_without_pidfds(runner: Runner, monkeypatch: pytest.Monk
 def test_an_internal_error_in_the_loop_still_stops_every_agent(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: loop.StageLoop, entry: object) -> None:
+    def broken(self: scheduler.Scheduler, *args: object) -> None:
         raise RuntimeError("a bug in the loop")
 
-    monkeypatch.setattr(loop.StageLoop, "_read", broken)
+    monkeypatch.setattr(scheduler.Scheduler, "_read", broken)
     pid_file = runner.tmp / "grandchild.pid"
     out = io.StringIO()
     fds_before = sorted(os.listdir("/proc/self/fd"))
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         run_pipeline(
             resolve(Plan.model_validate(plan_of(stage("s", f"hang {pid_file}")))),
+            runner.runtime(),
             workspace=runner.workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=runner.claude_bin,
-            env=runner.env,
-            runs_root=runner.runs_root,
-            cancel=threading.Event(),
             out=out,
         )
     assert sorted(os.listdir("/proc/self/fd")) == fds_before  # pipes, logs, selector closed

@@ -2,54 +2,64 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
-from collections.abc import Mapping
+import threading
+import time
 from pathlib import Path
 
 from claude_runner import proc
 from claude_runner.agent import VERBOSITY_FORMATS, build_print_argv, interactive_argv
-from claude_runner.signals import Cancellation
+from claude_runner.reaper import Watchman
+from claude_runner.runtime import Runtime
 
 STOP_GRACE = 5.0
 
 
+# Carried by the CLI of a single-prompt run and everything it starts, so the watchman
+# finds them if the runner is killed (the pipeline's tasks carry their own marker).
+SINGLE_MARKER = "CLAUDE_RUNNER_SINGLE"
+
+
 def run_single_prompt(
-    claude_bin: str,
+    runtime: Runtime,
     *,
     prompt: str,
     model: str | None,
     verbosity: str,
-    env: Mapping[str, str],
     workspace: Path,
-    cancel: Cancellation,
 ) -> int:
     """Run one prompt; the CLI's stdout/stderr pass through untouched, its exit code
     is returned. A cancellation stops the CLI and its tools (SIGINT first)."""
     argv = build_print_argv(
-        claude_bin,
+        runtime.claude_bin,
         prompt=prompt,
         model=model,
         output_format=VERBOSITY_FORMATS[verbosity],
         verbose=verbosity == "vv",
     )
-    child = proc.spawn(argv, cwd=workspace, env=env)
-    return _supervise(child, cancel)
+    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = {**runtime.env, SINGLE_MARKER: marker}
+    with Watchman(f"{SINGLE_MARKER}={marker}") as watchman:
+        child = proc.spawn(argv, cwd=workspace, env=env)
+        watchman.group(child.pid)
+        return _supervise(child, runtime.cancel)
 
 
 def run_interactive(
-    claude_bin: str,
+    runtime: Runtime,
     *,
     model: str | None,
-    env: Mapping[str, str],
     workspace: Path,
-    cancel: Cancellation | None,
+    supervise: bool,
 ) -> int:
     """Interactive session. Without a daemon to stop afterwards the runner replaces
-    itself with the CLI (``cancel is None``); otherwise it stays as the CLI's parent,
-    in the same terminal session, so it can stop dockerd when the CLI exits."""
-    argv = interactive_argv(claude_bin, model=model)
-    if cancel is None:
+    itself with the CLI; otherwise (``supervise``) it stays as the CLI's parent, in the
+    same terminal session, so it can stop dockerd when the CLI exits."""
+    argv = interactive_argv(runtime.claude_bin, model=model)
+    env, cancel = runtime.env, runtime.cancel
+    if not supervise:
         proc.exec_replace(argv, env=env, cwd=workspace)
     # The CLI keeps the terminal: same session and process group as the runner, so
     # Ctrl-C reaches it directly; the runner ignores SIGINT meanwhile.
@@ -62,9 +72,9 @@ def run_interactive(
 
 
 def _supervise(
-    child: subprocess.Popen[bytes], cancel: Cancellation, *, forward_only: bool = False
+    child: subprocess.Popen[bytes], cancel: threading.Event, *, forward_only: bool = False
 ) -> int:
-    while not cancel.event.is_set():
+    while not cancel.is_set():
         try:
             return child.wait(timeout=0.2)
         except subprocess.TimeoutExpired:

@@ -23,15 +23,21 @@ _TOKEN_PATTERNS = re.compile(
 class Redactor:
     """Replaces known secret values and token-shaped strings with ``***``."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str], names: Mapping[str, str] | None = None) -> None:
         # Longest first so a secret that contains another is masked whole; skip tiny
         # values that would mask ordinary words.
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._named = {n: v for n, v in (names or {}).items() if len(v) >= 4}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Redactor:
         env = os.environ if env is None else env
-        return cls(env[name] for name in SECRET_ENV_VARS if env.get(name))
+        named = {name: env[name] for name in SECRET_ENV_VARS if env.get(name)}
+        return cls(named.values(), named)
+
+    def names_in(self, data: bytes) -> list[str]:
+        """The names of the secrets whose values appear in ``data``."""
+        return sorted(n for n, v in self._named.items() if v.encode() in data)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:

@@ -223,6 +223,33 @@ class StreamSink:
         return self.stats
 
 
+class MaskedLog:
+    """A byte stream written to a log with secrets masked, line-aligned like
+    ``StreamSink`` (a secret is never cut across two writes) but never parsed: the
+    agent's stderr."""
+
+    def __init__(self, log: Callable[[bytes], object], *, secrets: tuple[bytes, ...] = ()) -> None:
+        self._log = log
+        self._secrets = secrets
+        self.stats = PumpStats()
+        self._splitter = _LineSplitter(
+            limit=MAX_LINE, log=log, mask=self._mask, write_lines=self._write, stats=self.stats
+        )
+        self.feed = self._splitter.feed
+
+    def _mask(self, data: bytes) -> bytes:
+        for secret in self._secrets:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
+
+    def _write(self, block: bytes) -> None:
+        self._log(self._mask(block))
+
+    def close(self) -> None:
+        self._splitter.close()
+
+
 def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (a write may be partial)."""
     view = memoryview(data)

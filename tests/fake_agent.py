@@ -15,6 +15,7 @@ the first word of the prompt picks the behaviour:
     bigline <bytes>     init, one assistant line of that size, then success
     error               init, a result with is_error true, exit 1
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
+    stderr-secret       init, prints $ANTHROPIC_API_KEY on stderr (split across writes)
     config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
     daemon              init, a grandchild that keeps stdout open and lives on, success
     daemon-unmarked     the same, but the grandchild wipes its environment (no task
@@ -143,6 +144,15 @@ def main(argv: list[str]) -> int:
     if mode == "error":
         _result(session, is_error=True, text="API Error: 500 overloaded")
         return 1
+    if mode == "stderr-secret":
+        value = os.environ.get("ANTHROPIC_API_KEY", "")
+        half = len(value) // 2
+        for part in (f"warning: key {value[:half]}", f"{value[half:]} rejected\n"):
+            sys.stderr.write(part)
+            sys.stderr.flush()
+            time.sleep(0.05)  # two writes, so two reads on the runner's side
+        _result(session, text="ok")
+        return 0
     if mode == "secret":
         value = os.environ.get("ANTHROPIC_API_KEY", "")
         _emit({"type": "assistant", "text": f"the key is {value}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,49 @@ def test_version_from_a_real_process() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("claude-runner ")
     assert done.stderr == ""
+
+
+def _runner(argv: list[str], env: dict[str, str], stdin: bytes = b"") -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "claude_runner", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+
+
+def test_print_schema_reads_no_environment(tmp_path: Path) -> None:
+    # A bad variable concerns a run, not printing the schema.
+    child = _runner(["--print-schema"], {"ENABLE_DIND": "maybe", "HOME": str(tmp_path)})
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert json.loads(out)["$schema"]
+
+
+def test_plan_from_stdin(tmp_path: Path) -> None:
+    plan = b"version: v1\nstages:\n  - id: s\n    tasks:\n      - {id: t, prompt: hi}\n"
+    env = {"HOME": str(tmp_path), "WORKSPACE_DIR": str(tmp_path / "ws")}
+    child = _runner(["--pipeline", "-", "--dry-run"], env)
+    out, err = child.communicate(plan, timeout=30)
+    assert child.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["plan"] == "<stdin>"
+    assert doc["stages"][0]["tasks"][0]["prompt"] == {"text": "hi"}
+
+
+def test_a_relative_plan_path_that_is_missing_says_where_it_looked(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "WORKSPACE_DIR": str(tmp_path / "ws")}
+    child = _runner(["--pipeline", "plan.yaml", "--dry-run"], env)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 2
+    message = err.decode()
+    assert message.count("\n") == 2  # the head line and the one problem
+    assert f"{tmp_path / 'ws' / 'plan.yaml'}: plan file not found" in message
+    assert "a relative --pipeline path is read from" in message
+    assert "SOURCE_WORKSPACE_DIR" in message
+
+
+def test_an_empty_prompt_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([""]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err

@@ -26,14 +26,15 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from claude_runner import log, procs
 from claude_runner.pipeline import preserve, taskspace
+from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
+from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
 from claude_runner.pipeline.scheduler import Node, Scheduler, Stage
-from claude_runner.pipeline.state import TaskStatus
 from claude_runner.pipeline.task import RunContext, TaskRun, marker_of
 from claude_runner.plan.models import ResolvedPlan
 from claude_runner.reaper import Watchman
@@ -85,6 +86,7 @@ def run_pipeline(
         listeners=listeners,
     )
     settings = runtime.settings
+    prices = PriceTable.load(runtime.env.get("PIPELINE_PRICE_TABLE"))
     with Watchman(marker_of(plan_run_id).decode()) as watchman:
         ctx = RunContext(
             plan_run_id=plan_run_id,
@@ -99,19 +101,23 @@ def run_pipeline(
             identity=(settings.git_user_name, settings.git_user_email),
             watchman=watchman,
             cancel=runtime.cancel,
+            prices=prices,
+            track_usage=plan.budget_usd is not None,
         )
         return _run(plan, ctx, plan_path=plan_path)
 
 
 def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
-    writer, cancel = ctx.writer, ctx.cancel
+    writer = ctx.writer
     started = time.monotonic()
     stages = build_graph(plan, ctx)
+    budget = Budget(plan.budget_usd) if plan.budget_usd is not None else None
     scheduler = Scheduler(
         stages,
         ctx,
-        max_concurrency=None,
-        abort_reason=lambda: "cancelled by a signal to the runner" if cancel.is_set() else None,
+        max_concurrency=plan.max_concurrency,
+        timeout=plan.timeout,
+        budget=budget,
     )
     results = [n.run.result for s in stages for n in s.nodes]
     try:
@@ -123,6 +129,9 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 run_dir=str(ctx.run_dir),
                 stage_count=len(plan.stages),
                 task_count=len(results),
+                version=plan.version,
+                max_concurrency=plan.max_concurrency,
+                budget_usd=plan.budget_usd,
             )
         )
         scheduler.run()
@@ -131,7 +140,8 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         for config_dir in scheduler.config_dirs:
             taskspace.drop_credentials(config_dir)
         _report_unfinished(stages, ctx)
-        code = _finish(ctx, results, started)
+        extra = {"version": plan.version, "budget": budget.summary() if budget else None}
+        code = _finish(ctx, results, started, extra)
     return code
 
 
@@ -141,15 +151,16 @@ def _report_unfinished(stages: list[Stage], ctx: RunContext) -> None:
     for stage in stages:
         for node in stage.nodes:
             if not node.done:
-                res = node.run.result
-                if res.status == TaskStatus.SKIPPED:
+                if node.run.attempt == 0:
                     node.run.skip("not run: the runner failed")
                 else:
                     node.run.note("the runner failed while this task ran")
                     node.run.finish()
 
 
-def _finish(ctx: RunContext, results: list[TaskResult], started: float) -> int:
+def _finish(
+    ctx: RunContext, results: list[TaskResult], started: float, extra: dict[str, Any]
+) -> int:
     writer = ctx.writer
     duration = time.monotonic() - started
     was_cancelled = ctx.cancel.is_set()
@@ -170,6 +181,7 @@ def _finish(ctx: RunContext, results: list[TaskResult], started: float) -> int:
         cancelled=was_cancelled,
         notes=notes,
     )
+    final.update(extra)
     code = int(final["exit_code"])
     # The same compact line as the last event (indent would also switch json to its
     # pure-Python encoder).

@@ -26,6 +26,7 @@ MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SYSTEM = b'"system"'
 _RESULT = b'"result"'
+_ASSISTANT = b'"assistant"'
 
 
 def parse_object(line: bytes) -> dict[str, object] | None:
@@ -59,15 +60,21 @@ class PumpStats:
 
 
 class _Scanner:
-    """Finds the ``system``/``init`` and ``result`` messages in blocks of whole lines."""
+    """Finds the ``system``/``init`` and ``result`` messages (and, when wanted, the
+    ``assistant`` ones) in blocks of whole lines."""
 
-    def __init__(self, on_message: Callable[[dict[str, object]], None]) -> None:
+    def __init__(
+        self, on_message: Callable[[dict[str, object]], None], *, want_assistant: bool
+    ) -> None:
         self.on_message = on_message
         self.want_system = True
+        self.want_assistant = want_assistant
 
     def scan(self, block: bytes) -> None:
         if self.want_system:
             self._find(block, _SYSTEM)
+        if self.want_assistant:
+            self._find(block, _ASSISTANT)
         self._find(block, _RESULT)
 
     def _find(self, block: bytes, needle: bytes) -> None:
@@ -84,6 +91,8 @@ class _Scanner:
                     self.want_system = False
                     self.on_message(message)
                     return
+                elif needle is _ASSISTANT and message.get("type") == "assistant":
+                    self.on_message(message)
             at = block.find(needle, end)
 
 
@@ -168,7 +177,8 @@ class StreamSink:
     """Takes an agent's stdout chunk by chunk (``feed``) until ``close``.
 
     Writes it to ``log`` (a write function; secrets masked), line-aligned. ``on_message``
-    receives the parsed ``system``/``init`` and ``result`` messages; ``on_line``
+    receives the parsed ``system``/``init`` and ``result`` messages (and the
+    ``assistant`` ones with ``want_assistant``); ``on_line``
     (verbosity vv) receives every line (without its newline). A line longer than
     ``limit`` still reaches the log whole, in chunks as they arrive, but is neither parsed
     nor forwarded; ``stats.overlong`` records its size. A last line without a newline
@@ -189,12 +199,13 @@ class StreamSink:
         on_line: Callable[[bytes], None] | None = None,
         secrets: tuple[bytes, ...] = (),
         limit: int = MAX_LINE,
+        want_assistant: bool = False,
     ) -> None:
         self.stats = PumpStats()
         self.read_size = min(_CHUNK, limit)
         self._log = log
         self._secrets = secrets
-        self._scanner = _Scanner(on_message)
+        self._scanner = _Scanner(on_message, want_assistant=want_assistant)
         self._on_line = on_line
         self._splitter = _LineSplitter(
             limit=limit, log=log, mask=self._mask, write_lines=self._write_lines, stats=self.stats

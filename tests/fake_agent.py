@@ -21,6 +21,12 @@ the first word of the prompt picks the behaviour:
     daemon-unmarked     the same, but the grandchild wipes its environment (no task
                         marker) and writes its pid to the path given
     write <name>        init, writes the file <name> in its cwd, success
+    silent              init, then nothing ever again (a hang before any answer)
+    linger              init, a successful result, then never exits
+    drip <n> <secs>     init, n assistant lines <secs> apart, success
+    flaky <path> <n>    crashes (no result) the first n times (counted in <path>), then
+                        succeeds
+    argv                init, an assistant line with its own argv, success
 """
 
 from __future__ import annotations
@@ -144,6 +150,25 @@ def main(argv: list[str]) -> int:
     if mode == "error":
         _result(session, is_error=True, text="API Error: 500 overloaded")
         return 1
+    if mode == "silent":
+        while True:
+            time.sleep(3600)
+    if mode == "linger":
+        _result(session, text="done, but lingering")
+        while True:
+            time.sleep(3600)
+    if mode == "drip":
+        for _ in range(arg):
+            time.sleep(float(words[2]))
+            _emit({"type": "assistant", "message": {"content": []}})
+    if mode == "flaky":
+        counter = Path(words[1])
+        seen = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(seen + 1))
+        if seen < int(words[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "argv":
+        _emit({"type": "assistant", "argv": argv})
     if mode == "stderr-secret":
         value = os.environ.get("ANTHROPIC_API_KEY", "")
         half = len(value) // 2

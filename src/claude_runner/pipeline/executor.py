@@ -31,11 +31,12 @@ from typing import Any, TextIO
 from claude_runner import log, procs
 from claude_runner.pipeline import preserve, taskspace
 from claude_runner.pipeline.budget import Budget
+from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
 from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
 from claude_runner.pipeline.scheduler import Node, Scheduler, Stage
-from claude_runner.pipeline.task import RunContext, TaskRun, marker_of
+from claude_runner.pipeline.task import TaskRun
 from claude_runner.plan.models import ResolvedPlan
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime

@@ -51,11 +51,12 @@ from claude_runner import proc, procs, sched
 from claude_runner.pipeline import taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.clirun import CliRun
+from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import StageFinish, StageStart
 from claude_runner.pipeline.pressure import Pressure
 from claude_runner.pipeline.result import counts, overall_status
 from claude_runner.pipeline.state import FailureKind, TaskStatus
-from claude_runner.pipeline.task import STOP_GRACE, RunContext, TaskRun, marker_of
+from claude_runner.pipeline.task import STOP_GRACE, TaskRun
 
 PIPE_DRAIN = 5.0
 RESULT_GRACE = 10.0  # a CLI that printed its result gets this long to exit

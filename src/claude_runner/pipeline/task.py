@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sys
 import threading
@@ -49,9 +48,10 @@ from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
 from claude_runner.errors import PreserveError, RunnerError
 from claude_runner.pipeline import gate, preserve, retry, stream, taskspace
+from claude_runner.pipeline.classify import classify
 from claude_runner.pipeline.clirun import CliRun, Hooks, Outcome
+from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import (
-    EventWriter,
     TaskCheck,
     TaskFinish,
     TaskOutput,
@@ -59,52 +59,16 @@ from claude_runner.pipeline.events import (
     TaskSessionBind,
     TaskStart,
 )
-from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import AttemptRecord, TaskResult, cost_of, usage_of
 from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.resolved import ResolvedTask
-from claude_runner.reaper import Watchman
 from claude_runner.redact import Redactor
 
 STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
-TASK_MARKER = "CLAUDE_RUNNER_TASK"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every task of one run shares."""
-
-    plan_run_id: str
-    run_dir: Path
-    workspace: Path
-    claude_bin: str
-    env: Mapping[str, str]
-    writer: EventWriter
-    redactor: Redactor
-    secrets: tuple[bytes, ...]  # the redactor's secret values, longest first
-    git_dir: Path | None
-    identity: tuple[str, str]
-    watchman: Watchman
-    cancel: threading.Event
-    prices: PriceTable = field(default_factory=lambda: PriceTable.load(None))
-    rng: random.Random = field(default_factory=random.Random)
-    track_usage: bool = False  # parse assistant messages (a budget, a progress view)
-    on_activity: Callable[[TaskRun, Outcome], None] | None = None
-
-
-def marker_of(plan_run_id: str, stage_id: str = "", task_id: str = "") -> bytes:
-    """The environment entry that marks a task's processes (a prefix for a stage or run:
-    ``<run>/`` or ``<run>/<stage>/``; the trailing slash keeps ``a`` from matching ``ab``)."""
-    value = f"{plan_run_id}/"
-    if stage_id:
-        value += f"{stage_id}/"
-        if task_id:
-            value += task_id
-    return f"{TASK_MARKER}={value}".encode()
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -123,31 +87,6 @@ def _tail(path: Path) -> str:
             return f.read().decode("utf-8", "replace").strip()
     except OSError:
         return ""
-
-
-_SUBTYPE_KINDS = {
-    "error_max_turns": FailureKind.MAX_TURNS,
-    "error_max_budget_usd": FailureKind.BUDGET,
-    "error_max_structured_output_retries": FailureKind.OUTPUT_INVALID,
-}
-
-
-def classify(res: TaskResult) -> FailureKind:
-    """The failure kind of a finished CLI that did not succeed, from what it reported
-    (see docs/cli-behaviour.md for what the pinned CLI prints in each case)."""
-    if res.is_error is None and res.num_turns is None:
-        return FailureKind.CRASH  # no result message
-    by_subtype = _SUBTYPE_KINDS.get(res.result_subtype or "")
-    if by_subtype is not None:
-        return by_subtype
-    status = res.api_error_status
-    if status is not None:
-        if status == 429:
-            return FailureKind.RATE_LIMITED
-        return FailureKind.AUTH if status in (401, 403) else FailureKind.API_ERROR
-    # A result with is_error and no API status is the agent's own error; a clean result
-    # with a non-zero exit is a crash.
-    return FailureKind.AGENT_ERROR if res.is_error else FailureKind.CRASH
 
 
 @dataclass

@@ -26,7 +26,10 @@ def test_an_attempt_that_runs_too_long_is_stopped(runner: Runner) -> None:
 
 
 def test_silence_is_an_idle_timeout_and_steady_output_is_not(runner: Runner) -> None:
-    plan = plan_of(stage("s", "silent", "drip 8 0.1", mode="parallel", workspace="snapshot_ro"), on_error="continue")
+    plan = plan_of(
+        stage("s", "silent", "drip 8 0.1", mode="parallel", workspace="snapshot_ro"),
+        on_error="continue",
+    )
     code, events = runner.run(tuned(plan, idle_timeout=0.6, retries=Retries(max=0)))
     assert code == 1
     silent, dripping = task(events, "s", "t0"), task(events, "s", "t1")

@@ -46,8 +46,8 @@ def plan_text() -> str:
             up = f"t{s - 1:03d}x{t:02d}" if s else "planner"
             lines += [
                 f"      - id: t{s:03d}x{t:02d}",
-                f"        prompt: \"Review ${{{{ tasks.{up}.result }}}} and fix module "
-                f"${{{{ tasks.{up}.output.modules[{t}] }}}}; keep the public API stable.\"",
+                f'        prompt: "Review ${{{{ tasks.{up}.result }}}} and fix module '
+                f'${{{{ tasks.{up}.output.modules[{t}] }}}}; keep the public API stable."',
             ]
             if t % 2 == 0:
                 lines.append(
@@ -55,7 +55,10 @@ def plan_text() -> str:
                     f"tasks.{up}.output.approved == false }}}}"
                 )
             if t % 3 == 0:
-                lines += ["        check:", f'          run: "pytest -q tests/${{{{ tasks.{up}.branch }}}}"']
+                lines += [
+                    "        check:",
+                    f'          run: "pytest -q tests/${{{{ tasks.{up}.branch }}}}"',
+                ]
             if t % 10 == 0:
                 lines.append(f"        for_each: ${{{{ tasks.{up}.output.modules }}}}")
     return "\n".join(lines) + "\n"

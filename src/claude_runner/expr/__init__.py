@@ -73,9 +73,10 @@ Measured on this project's 2-core machine under load, side by side (medians):
   GitHub-Actions-to-CEL translator, that is, this parser anyway, plus semantic shims.
 
 This package: a regex lexer, a precedence-climbing parser and a tree-walking evaluator
-in about 1,400 lines with their docstrings, no dependency, importing in a few milliseconds; parsing every
-template of a 1,000-task plan costs about a fifth of ``yaml.safe_load`` on the same text
-and a ``when`` evaluates in tens of microseconds (``bench/expr_speed.py``). Property
+in about 1,400 lines with their docstrings and no dependency, importing in a few
+milliseconds; parsing every template of a 1,000-task plan costs about a fifth of
+``yaml.safe_load`` on the same text, and a ``when`` evaluates in tens of microseconds
+(``bench/expr_speed.py``). Property
 tests (tests/test_expr_properties.py) fuzz the parser, round-trip generated trees
 through the printer, check evaluation against a reference model, and run rendered shell
 commands with bash.

@@ -154,6 +154,8 @@ def _compare(node: Compare, state: State) -> object:
         return _order(op, left, right)
     if is_number(left) and is_number(right):
         return _order(op, left, right)
+    if OTHER in (kind(left), kind(right)):
+        raise not_json()
     raise Failure(
         f"cannot compare {kind_name(left)} with {kind_name(right)} using {op!r}",
         f"{op!r} compares two numbers or two strings",

@@ -34,7 +34,9 @@ _TOKENS = re.compile(
 )
 # The body of an expression in a template: strings, and anything but a quote or '}}'.
 _BODY = re.compile(r"(?:[^'}]+|'[^']*(?:''[^']*)*'|\}(?!\}))*")
-_OPERATORS = frozenset("&& || == != <= >= < > ! ( ) [ ] . ,".split())
+_OPERATORS = frozenset(
+    ["&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", "[", "]", ".", ","]
+)
 _FIRST = dict.fromkeys("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_", NAME)
 _FIRST.update(dict.fromkeys("0123456789", NUMBER))
 
@@ -94,6 +96,8 @@ def tokenize(text: str, start: int, *, in_template: bool) -> tuple[list[Token], 
         append((kind, token, pos))
         pos += len(token)
     if not closed:
+        if text.startswith("'", stop):  # the body stops at a string that does not end
+            raise _bad_character(text, stop)
         raise ExpressionError(
             "'${{' is never closed", text=text, offset=start - 3, hint="end it with '}}'"
         )

@@ -235,7 +235,7 @@ class _Parser:
                 wanted = str(low)
             else:
                 wanted = f"{low} or {high}"
-            plural = "s" if wanted != "1" else ""
+            plural = "s" if (high if high is not None else low) != 1 else ""
             raise self.error(
                 f"{function}() takes {wanted} argument{plural}, got {count}",
                 name[2],

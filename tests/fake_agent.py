@@ -27,6 +27,7 @@ the first word of the prompt picks the behaviour:
     flaky <path> <n>    crashes (no result) the first n times (counted in <path>), then
                         succeeds
     argv                init, an assistant line with its own argv, success
+    output <json>       init, a successful result whose structured_output is <json>
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _init() -> str:
     return session
 
 
-def _result(session: str, *, is_error: bool = False, text: str) -> None:
+def _result(session: str, *, is_error: bool = False, text: str, **extra: object) -> None:
     _emit(
         {
             "type": "result",
@@ -63,6 +64,7 @@ def _result(session: str, *, is_error: bool = False, text: str) -> None:
             "num_turns": 1,
             "total_cost_usd": 0.001,
             "usage": {"input_tokens": 10, "output_tokens": 5},
+            **extra,
         }
     )
 
@@ -165,6 +167,11 @@ def _error(session: str) -> int:
     return 1
 
 
+def _output(session: str, prompt: str) -> int:
+    _result(session, text="structured", structured_output=json.loads(prompt.split(" ", 1)[1]))
+    return 0
+
+
 def _linger(session: str) -> int:
     _result(session, text="done, but lingering")
     _forever()
@@ -186,6 +193,7 @@ def main(argv: list[str]) -> int:
         "linger": _linger,
         "stderr-secret": _stderr_secret,
         "secret": _secret,
+        "output": lambda session: _output(session, prompt),
     }
     # Modes that do something, then succeed.
     actions: dict[str, Callable[[], object]] = {

@@ -29,39 +29,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from claude_runner import log, procs
-from claude_runner.pipeline import preserve, taskspace
+from claude_runner.pipeline import graph, preserve, taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
+from claude_runner.pipeline.graph import Node, NodeTemplates, Semantics, Stage
 from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
-from claude_runner.pipeline.scheduler import Node, Scheduler, Stage
+from claude_runner.pipeline.scheduler import Scheduler
 from claude_runner.pipeline.task import TaskRun
 from claude_runner.plan.models import ResolvedPlan
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
-
-
-def build_graph(plan: ResolvedPlan, ctx: RunContext) -> list[Stage]:
-    """The plan's stages and task nodes: each task of a stage needs every task of the
-    previous stage, and a sequential stage chains its tasks."""
-    stages: list[Stage] = []
-    previous: list[Node] = []
-    for resolved in plan.stages:
-        stage = Stage(resolved.id, resolved.mode, resolved.max_parallel)
-        for task in resolved.tasks:
-            node = Node(TaskRun(task, ctx), stage)
-            node.needs = list(previous)
-            if resolved.mode == "sequential" and stage.nodes:
-                node.needs.append(stage.nodes[-1])
-            for need in node.needs:
-                need.dependents.append(node)
-            node.waiting = len(node.needs)
-            stage.nodes.append(node)
-        stage.left = len(stage.nodes)
-        stages.append(stage)
-        previous = stage.nodes
-    return stages
 
 
 def run_pipeline(
@@ -111,16 +90,30 @@ def run_pipeline(
 def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
     writer = ctx.writer
     started = time.monotonic()
-    stages = build_graph(plan, ctx)
+    semantics = Semantics(version=plan.version, run_id=ctx.plan_run_id)
+
+    def make_run(node: Node) -> TaskRun:
+        return TaskRun(
+            node.task,
+            ctx,
+            templates=NodeTemplates(semantics, node, ctx.env),
+            instance_of=node.parent.task.id if node.parent is not None else None,
+            item=node.item,
+            needs=tuple(n.ref for n in node.needs),
+        )
+
+    stages = graph.build(plan, make_run)
+    semantics.index(stages, make_run)
     budget = Budget(plan.budget_usd) if plan.budget_usd is not None else None
     scheduler = Scheduler(
         stages,
         ctx,
+        semantics,
         max_concurrency=plan.max_concurrency,
         timeout=plan.timeout,
         budget=budget,
     )
-    results = [n.run.result for s in stages for n in s.nodes]
+    task_count = sum(len(s.nodes) for s in stages)
     try:
         writer.emit(
             PlanStart(
@@ -129,7 +122,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 workspace=str(ctx.workspace),
                 run_dir=str(ctx.run_dir),
                 stage_count=len(plan.stages),
-                task_count=len(results),
+                task_count=task_count,
                 version=plan.version,
                 max_concurrency=plan.max_concurrency,
                 budget_usd=plan.budget_usd,
@@ -141,6 +134,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         for config_dir in scheduler.config_dirs:
             taskspace.drop_credentials(config_dir)
         _report_unfinished(stages, ctx)
+        results = [n.result for s in stages for n in s.nodes if not n.instances]
         extra = {"version": plan.version, "budget": budget.summary() if budget else None}
         code = _finish(ctx, results, started, extra)
     return code
@@ -151,7 +145,7 @@ def _report_unfinished(stages: list[Stage], ctx: RunContext) -> None:
     ``task_finish`` (its status says it did not run to the end)."""
     for stage in stages:
         for node in stage.nodes:
-            if not node.done:
+            if not node.done and not node.instances:
                 if node.run.attempt == 0:
                     node.run.skip("not run: the runner failed")
                 else:

@@ -126,7 +126,14 @@ def counts(results: list[TaskResult]) -> dict[str, int]:
 
 
 def overall_status(results: list[TaskResult], *, cancelled: bool) -> str:
-    if all(r.status == TaskStatus.SUCCEEDED for r in results):
+    """``succeeded`` when every task succeeded or was skipped for no failure (a v2
+    condition that said no, an empty fan-out); else ``cancelled`` after a signal, or
+    ``failed``."""
+    if all(
+        r.status == TaskStatus.SUCCEEDED
+        or (r.status == TaskStatus.SKIPPED and r.failure_kind is None)
+        for r in results
+    ):
         return "succeeded"
     return "cancelled" if cancelled else "failed"
 

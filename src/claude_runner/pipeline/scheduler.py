@@ -42,9 +42,8 @@ import queue
 import selectors
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from claude_runner import proc, procs, sched
@@ -53,10 +52,11 @@ from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.clirun import CliRun
 from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import StageFinish, StageStart
+from claude_runner.pipeline.graph import Expand, Node, Semantics, Skip, Stage
 from claude_runner.pipeline.pressure import Pressure
 from claude_runner.pipeline.result import counts, overall_status
 from claude_runner.pipeline.state import FailureKind, TaskStatus
-from claude_runner.pipeline.task import STOP_GRACE, TaskRun
+from claude_runner.pipeline.task import STOP_GRACE
 
 PIPE_DRAIN = 5.0
 RESULT_GRACE = 10.0  # a CLI that printed its result gets this long to exit
@@ -79,39 +79,6 @@ class Abort:
 
     reason: str
     kind: FailureKind  # for the tasks it skips or stops
-
-
-@dataclass(eq=False)
-class Stage:
-    """A stage's bookkeeping: its limit, its tasks' progress, its events."""
-
-    id: str
-    mode: str
-    max_parallel: int | None
-    nodes: list[Node] = field(default_factory=list)
-    ready: deque[Node] = field(default_factory=deque)
-    running: int = 0
-    left: int = 0
-    started: float | None = None  # monotonic time of stage_start, once emitted
-
-    @property
-    def limit(self) -> int:
-        if self.mode == "sequential":
-            return 1
-        return self.max_parallel or len(self.nodes) or 1
-
-
-@dataclass(eq=False)
-class Node:
-    """One task of the graph."""
-
-    run: TaskRun
-    stage: Stage
-    needs: list[Node] = field(default_factory=list)
-    dependents: list[Node] = field(default_factory=list)
-    waiting: int = 0  # needs not yet done
-    done: bool = False
-    backoff: bool = False  # waiting out a retry delay
 
 
 class _Running:
@@ -140,6 +107,7 @@ class Scheduler:
         self,
         stages: Sequence[Stage],
         ctx: RunContext,
+        semantics: Semantics,
         *,
         max_concurrency: int | None = None,
         timeout: float | None = None,
@@ -148,6 +116,7 @@ class Scheduler:
         self._stages = list(stages)
         self._nodes = [n for s in stages for n in s.nodes]
         self._ctx = ctx
+        self._semantics = semantics
         self.pressure = Pressure(max_concurrency or max(1, len(self._nodes)))
         self.budget = budget
         self._deadline = None if timeout is None else time.monotonic() + timeout
@@ -220,8 +189,8 @@ class Scheduler:
         return self.pressure.limit
 
     def _dispatch(self) -> None:
-        """Start (or, while aborting, skip) ready tasks until none more can go; a skip
-        can make more tasks ready, in any stage."""
+        """Start (or skip) ready tasks until none more can go; a skip can make more
+        tasks ready, in any stage."""
         progress = True
         while progress:
             progress = False
@@ -232,11 +201,11 @@ class Scheduler:
                     or (stage.running < stage.limit and len(self._active) < self._limit())
                 ):
                     node = stage.ready[0]
-                    if abort is not None:
+                    if abort is not None and not self._survives(node, abort):
                         stage.ready.popleft()
                         self._stage_started(stage)
                         self._skip(node, abort.reason, abort.kind)
-                    elif not self._start(node):
+                    elif not self._decide(node):
                         break
                     progress = True
 
@@ -249,6 +218,47 @@ class Scheduler:
         else:
             node.run.skip(reason, kind)
             self._node_done(node)
+
+    def _survives(self, node: Node, abort: Abort) -> bool:
+        """A ``when: always()`` task still runs after a ``fail_fast`` (not after a signal
+        or the plan's timeout)."""
+        return (
+            abort is self._fail_fast
+            and not node.run.attempt
+            and (self._semantics.runs_after_abort(node))
+        )
+
+    def _decide(self, node: Node) -> bool:
+        """Run, skip or fan out the node at the head of its stage's queue; False when it
+        must wait (the budget has no room yet)."""
+        stage = node.stage
+        if not node.decided:
+            decision = self._semantics.decide(node)
+            if isinstance(decision, Skip):
+                stage.ready.popleft()
+                self._stage_started(stage)
+                self._skip(node, decision.reason, decision.kind)
+                return True
+            if isinstance(decision, Expand):
+                stage.ready.popleft()
+                self._stage_started(stage)
+                self._expand(node, decision.items)
+                return True
+            node.decided = True
+        return self._start(node)
+
+    def _expand(self, node: Node, items: list[object]) -> None:
+        instances = self._semantics.instances(node, items)
+        if not instances:
+            node.run.skip("for_each gave no items", None)
+            self._node_done(node)
+            return
+        stage = node.stage
+        at = stage.nodes.index(node) + 1
+        stage.nodes[at:at] = instances
+        stage.left += len(instances)
+        self._left += len(instances)
+        stage.ready.extendleft(reversed(instances))
 
     def _start(self, node: Node) -> bool:
         """Start the node's next attempt; False when it must wait (budget)."""
@@ -301,6 +311,7 @@ class Scheduler:
         run = node.run
         if (
             self._fail_fast is None
+            and node.instances is None
             and run.result.status == TaskStatus.FAILED
             and run.task.on_error == "fail_fast"
         ):
@@ -315,11 +326,16 @@ class Scheduler:
             dependent.waiting -= 1
             if dependent.waiting == 0:
                 dependent.stage.ready.append(dependent)
+        parent = node.parent
+        if parent is not None:
+            parent.left_instances -= 1
+            if parent.left_instances == 0:
+                self._node_done(parent)
 
     def _stage_finished(self, stage: Stage) -> None:
         ctx = self._ctx
         procs.kill_marked(marker_of(ctx.plan_run_id, stage.id), prefix=True)
-        results = [n.run.result for n in stage.nodes]
+        results = [n.result for n in stage.nodes if not n.instances]
         started = stage.started if stage.started is not None else time.monotonic()
         ctx.writer.emit(
             StageFinish(

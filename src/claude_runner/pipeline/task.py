@@ -42,7 +42,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
@@ -111,6 +111,27 @@ class _Attempt:
     budget_cap: float | None = None
 
 
+class Templates(Protocol):
+    """How a task's templates render (``graph.NodeTemplates``); raises ExpressionError."""
+
+    def prompt(self, text: str) -> str: ...
+    def command(self, text: str) -> str: ...
+    def env_value(self, text: str) -> str: ...
+
+
+class _Plain:
+    """No templates (a task run on its own): text as written."""
+
+    def prompt(self, text: str) -> str:
+        return text
+
+    def command(self, text: str) -> str:
+        return text
+
+    def env_value(self, text: str) -> str:
+        return text
+
+
 class TaskRun:
     """One task's state and steps (see the module docstring for who calls what)."""
 
@@ -119,12 +140,14 @@ class TaskRun:
         task: ResolvedTask,
         ctx: RunContext,
         *,
+        templates: Templates | None = None,
         instance_of: str | None = None,
         item: Any = None,
         needs: tuple[str, ...] = (),
     ) -> None:
         self.task = task
         self.ctx = ctx
+        self.templates = templates or _Plain()
         self.paths = taskspace.TaskPaths(ctx.run_dir, task.stage_id, task.id)
         self.result = TaskResult(
             stage_id=task.stage_id,
@@ -139,6 +162,8 @@ class TaskRun:
         self._at: _Attempt | None = None
         self._started = 0.0
         self._prompt = ""
+        self._env: dict[str, str] = {}
+        self._check_command = ""
         self._base: str | None = None
         self._seal: taskspace.Seal | None = None  # snapshot_ro: the copy's seal
         self._marker = marker_of(ctx.plan_run_id, task.stage_id, task.id)
@@ -254,10 +279,14 @@ class TaskRun:
         task, ctx, paths, at = self.task, self.ctx, self.paths, self._at
         assert at is not None  # noqa: S101 - begin() came first
         if task.prompt.text is not None:
-            self._prompt = task.prompt.text
+            raw = task.prompt.text
         else:
             assert task.prompt.file is not None  # noqa: S101 - the plan model guarantees one
-            self._prompt = read_prompt_file(ctx.workspace, task.prompt.file)
+            raw = read_prompt_file(ctx.workspace, task.prompt.file)
+        self._prompt = self.templates.prompt(raw)
+        self._env = {k: self.templates.env_value(v) for k, v in task.controls.env.items()}
+        if task.check is not None:
+            self._check_command = self.templates.command(task.check.run)
         if task.workspace != "shared":
             git_dir = ctx.git_dir if self._keep_work else None
             head = preserve.head_of(git_dir, ctx.env) if git_dir is not None else None
@@ -301,7 +330,7 @@ class TaskRun:
         check = self.task.check
         assert check is not None  # noqa: S101
         prompt = gate.feedback_prompt(
-            check.run, at.last_check, runs_left=check.attempts - at.checks
+            self._check_command, at.last_check, runs_left=check.attempts - at.checks
         )
         at.verdict = None
         self._guard(lambda: self._launch(prompt, resume=self.result.session_id), FailureKind.CRASH)
@@ -315,7 +344,7 @@ class TaskRun:
             taskspace.seed_config_dir(at.config_dir, ctx.env)
             self.result.config_dir = str(at.config_dir)
         env = build_agent_env(ctx.env, config_dir=at.config_dir)
-        env.update(task.controls.env)
+        env.update(self._env)
         name, _, value = self._marker.decode().partition("=")
         env[name] = value
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
@@ -550,11 +579,11 @@ class TaskRun:
         assert check is not None  # noqa: S101
         at.checks += 1
         env = build_agent_env(ctx.env, config_dir=at.config_dir)
-        env.update(self.task.controls.env)
+        env.update(self._env)
         name, _, value = self._marker.decode().partition("=")
         env[name] = value
         run = gate.run_check(
-            check.run,
+            self._check_command,
             number=len(self.result.checks) + 1,
             cwd=self._cwd(),
             env=env,

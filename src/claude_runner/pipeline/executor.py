@@ -20,16 +20,14 @@ task gets its ``task_finish``, the run its ``plan_finish`` and result line on st
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from claude_runner import log, procs
-from claude_runner.pipeline import graph, preserve, taskspace
+from claude_runner.pipeline import graph, preserve, runstate, taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
@@ -39,6 +37,7 @@ from claude_runner.pipeline.result import TaskResult, counts, overall_status, pi
 from claude_runner.pipeline.scheduler import Scheduler
 from claude_runner.pipeline.task import TaskRun
 from claude_runner.plan.models import ResolvedPlan
+from claude_runner.plan.schema import dry_run_document
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
 
@@ -114,6 +113,17 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         budget=budget,
     )
     task_count = sum(len(s.nodes) for s in stages)
+    try:
+        runstate.start(
+            ctx.run_dir,
+            plan_run_id=ctx.plan_run_id,
+            plan_path=plan_path,
+            workspace=ctx.workspace,
+            plan_document=dry_run_document(plan, plan_path=plan_path),
+            rehearsal=False,
+        )
+    except OSError as exc:
+        writer.problems.append(f"cannot write the run's state files: {exc}")
     try:
         writer.emit(
             PlanStart(
@@ -193,13 +203,9 @@ def _finish(
 
 def _write_result(run_dir: Path, text: str) -> str | None:
     """Write ``result.json`` atomically; the problem, when it could not be written."""
-    tmp = run_dir / "result.json.tmp"
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run_dir / "result.json")
+        runstate.write_atomic(run_dir / "result.json", text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         why = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
         return (
             f"cannot write {run_dir / 'result.json'} ({why}); the result is the last line on stdout"

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
 from claude_runner.errors import PreserveError, RunnerError
-from claude_runner.pipeline import gate, preserve, retry, stream, taskspace
+from claude_runner.pipeline import gate, preserve, retry, runstate, stream, taskspace
 from claude_runner.pipeline.classify import classify
 from claude_runner.pipeline.clirun import CliRun, Hooks, Outcome
 from claude_runner.pipeline.context import RunContext, marker_of
@@ -59,7 +59,13 @@ from claude_runner.pipeline.events import (
     TaskSessionBind,
     TaskStart,
 )
-from claude_runner.pipeline.result import AttemptRecord, TaskResult, cost_of, usage_of
+from claude_runner.pipeline.result import (
+    AttemptRecord,
+    TaskResult,
+    cost_of,
+    task_entry,
+    usage_of,
+)
 from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.resolved import ResolvedTask
@@ -757,6 +763,13 @@ class TaskRun:
         self._finished = True
         if self.result.secrets_in_changes:
             log.log.warning(self.result.notes[-1])
+        if self._at is not None:  # it started: it has a directory
+            try:
+                runstate.task_finished(
+                    Path(self.paths.dir), task_entry(self.result), self.ctx.redactor
+                )
+            except OSError as exc:
+                self.note(f"cannot write the task's result.json: {exc.strerror}")
         self.ctx.writer.emit(TaskFinish.of(self.ctx.plan_run_id, self.result))
 
     def skip(self, reason: str, kind: FailureKind | None = FailureKind.CANCELLED) -> None:

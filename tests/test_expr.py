@@ -125,6 +125,14 @@ def test_precedence_and_shape(source: str, tree: object) -> None:
     assert repr(parse_expression(source).node) == repr(tree)
 
 
+def test_trees_compare_by_meaning() -> None:
+    assert parse_expression("a['b'] == (1)").node == parse_expression("a.b==1").node
+    assert parse_expression("1").node != parse_expression("true").node
+    assert parse_expression("1").node != parse_expression("1.0").node
+    assert parse_expression("a || b").node != parse_expression("a && b").node
+    assert len({parse_expression(t).node for t in ("a.b", "a['b']", " a . b ", "a.c")}) == 2
+
+
 def test_canonical_text_and_source() -> None:
     expression = parse_expression("  tasks['planner'] .status=='x'||!(a)  ")
     assert str(expression) == "tasks.planner.status == 'x' || !a"

@@ -20,6 +20,7 @@ from claude_runner.expr import (
     parse_condition,
     parse_expression,
     parse_template,
+    truthy,
 )
 from claude_runner.expr.nodes import Compare, Literal, Logical, Member, Name, Not, Prop
 
@@ -279,6 +280,7 @@ def test_ordering_other_kinds_is_an_error(source: str, message: str) -> None:
 )
 def test_truthiness_follows_github_actions(source: str, value: bool) -> None:
     assert ev(source) is value
+    assert truthy(parse_expression(source.removeprefix("!")).evaluate(CONTEXT)) is not value
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ Use::
     run.render({"item": "a b"}, quote=shlex.quote)   # "pytest -q tests/'a b'"
 
 Everything raises one ``ExpressionError`` (``claude_runner.errors``) carrying the
-offset in the parsed text.
+offset in the parsed text. ``truthy(value)`` is the language's truthiness, for a caller
+that decides on an ``evaluate()`` result (a ``when``).
 
 The language (GitHub Actions' syntax, strict JSON semantics)
 ------------------------------------------------------------
@@ -116,6 +117,7 @@ from claude_runner.expr.template import (
     parse_expression,
     parse_template,
 )
+from claude_runner.expr.values import truthy
 
 FUNCTION_NAMES = (*BUILTINS, *CALLER_FUNCTIONS)
 
@@ -139,4 +141,5 @@ __all__ = [
     "parse_condition",
     "parse_expression",
     "parse_template",
+    "truthy",
 ]

@@ -20,6 +20,7 @@ from claude_runner.expr import (
     parse_condition,
     parse_expression,
     parse_template,
+    truthy,
 )
 from claude_runner.expr.nodes import Compare, Literal, Logical, Member, Name, Not, Prop
 
@@ -123,6 +124,14 @@ def test_literals(source: str, value: object) -> None:
 )
 def test_precedence_and_shape(source: str, tree: object) -> None:
     assert repr(parse_expression(source).node) == repr(tree)
+
+
+def test_trees_compare_by_meaning() -> None:
+    assert parse_expression("a['b'] == (1)").node == parse_expression("a.b==1").node
+    assert parse_expression("1").node != parse_expression("true").node
+    assert parse_expression("1").node != parse_expression("1.0").node
+    assert parse_expression("a || b").node != parse_expression("a && b").node
+    assert len({parse_expression(t).node for t in ("a.b", "a['b']", " a . b ", "a.c")}) == 2
 
 
 def test_canonical_text_and_source() -> None:
@@ -271,6 +280,7 @@ def test_ordering_other_kinds_is_an_error(source: str, message: str) -> None:
 )
 def test_truthiness_follows_github_actions(source: str, value: bool) -> None:
     assert ev(source) is value
+    assert truthy(parse_expression(source.removeprefix("!")).evaluate(CONTEXT)) is not value
 
 
 @pytest.mark.parametrize(

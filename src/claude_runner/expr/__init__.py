@@ -9,7 +9,8 @@ Use::
     run.render({"item": "a b"}, quote=shlex.quote)   # "pytest -q tests/'a b'"
 
 Everything raises one ``ExpressionError`` (``claude_runner.errors``) carrying the
-offset in the parsed text.
+offset in the parsed text. ``truthy(value)`` is the language's truthiness, for a caller
+that decides on an ``evaluate()`` result (a ``when``).
 
 The language (GitHub Actions' syntax, strict JSON semantics)
 ------------------------------------------------------------
@@ -56,16 +57,25 @@ the functions above: there is no way to loop, import or reach Python objects.
 
 Why hand-written, not a library
 -------------------------------
-Measured on this project's 2-core machine under load, side by side (medians):
+Measured side by side on this project's 2-core machine (under load from other work, so
+read the ratios; CPU time of imports with bytecode cached; per-expression times are the
+best of five runs of the spec's ``when`` example):
 
-- ``cel-python`` 0.5.0 (pure Python on lark): ``import celpy`` 0.9-1.1 s (it pulls in
-  lark, pendulum, google-re2, jmespath...) against 0.2 s for ``import yaml``; compile
-  about 1 ms and evaluate about 1 ms per expression, so a 1,000-task plan with templates
-  would spend longer in CEL than in YAML, against a budget of 3x ``yaml.safe_load`` for
-  the whole load.
-- ``common-expression-language`` 0.10.0 (Rust bindings): fast once loaded (compile
-  0.1 ms, evaluate 0.04 ms) but ``import cel`` takes 1.8-2.7 s (its package imports a
-  command-line front end with prompt_toolkit and rich), and it is a native wheel.
+=====================================  ===============  ==========  =========
+                                       import           compile     evaluate
+=====================================  ===============  ==========  =========
+``import yaml`` (yardstick)            40-65 ms
+this package                           8-13 ms          70-120 us   12-20 us
+``cel-python`` 0.5.0 (pure Python)     220-260 ms       0.65-1.2 ms 0.9-1.2 ms
+``common-expression-language`` 0.10.0  470-530 ms       105-120 us  38-65 us
+=====================================  ===============  ==========  =========
+
+- ``cel-python`` pulls in lark, pendulum, google-re2 and jmespath; at about 1 ms per
+  template a 1,000-task plan would spend seconds in CEL, against a budget of 3x
+  ``yaml.safe_load`` for the whole load.
+- ``common-expression-language`` (Rust bindings) is fast once loaded, but its package
+  imports a command-line front end (prompt_toolkit, rich), and it is a native wheel;
+  every evaluation converts the context into Rust.
 - Both speak CEL, not the syntax the spec fixes: strings with backslash escapes, ``&&``
   and ``||`` that take and return only booleans, a missing key that is an error rather
   than null, ``a.startsWith(b)`` methods, ``1 == 1.0`` an error in cel-python, and
@@ -73,13 +83,11 @@ Measured on this project's 2-core machine under load, side by side (medians):
   GitHub-Actions-to-CEL translator, that is, this parser anyway, plus semantic shims.
 
 This package: a regex lexer, a precedence-climbing parser and a tree-walking evaluator
-in about 1,400 lines with their docstrings and no dependency, importing in a few
-milliseconds; parsing every template of a 1,000-task plan costs about a fifth of
-``yaml.safe_load`` on the same text, and a ``when`` evaluates in tens of microseconds
-(``bench/expr_speed.py``). Property
-tests (tests/test_expr_properties.py) fuzz the parser, round-trip generated trees
-through the printer, check evaluation against a reference model, and run rendered shell
-commands with bash.
+in about 1,500 lines with their docstrings, and no dependency. Parsing every template
+of a 1,000-task plan costs 0.07-0.15x ``yaml.safe_load`` of the same text
+(``bench/expr_speed.py``). Property tests (tests/test_expr_properties.py) fuzz the
+parser, round-trip generated trees through the printer, check evaluation against a
+reference model, and run rendered shell commands with bash.
 
 Modules: ``lexer`` (tokens), ``parser`` (tree), ``nodes`` (tree, references, printer),
 ``evaluator``, ``values`` (JSON kinds, equality, bounded walks), ``functions``
@@ -109,6 +117,7 @@ from claude_runner.expr.template import (
     parse_expression,
     parse_template,
 )
+from claude_runner.expr.values import truthy
 
 FUNCTION_NAMES = (*BUILTINS, *CALLER_FUNCTIONS)
 
@@ -132,4 +141,5 @@ __all__ = [
     "parse_condition",
     "parse_expression",
     "parse_template",
+    "truthy",
 ]

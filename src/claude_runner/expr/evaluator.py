@@ -24,6 +24,7 @@ from claude_runner.expr.nodes import (
     Member,
     Name,
     Node,
+    Not,
 )
 from claude_runner.expr.values import (
     OTHER,
@@ -45,7 +46,7 @@ class State:
 
     __slots__ = ("budget", "context", "functions")
 
-    def __init__(self, context: Mapping[str, object], functions: Functions, budget: Budget):
+    def __init__(self, context: Mapping[str, object], functions: Functions, budget: Budget) -> None:
         self.context = context
         self.functions = functions
         self.budget = budget
@@ -68,20 +69,23 @@ def _eval(node: Node, state: State) -> object:  # noqa: PLR0911 - the node switc
     try:
         if budget.left < 0:
             budget.charge(0)
-        # isinstance chain, most frequent first: as fast as a dispatch table, and typed.
-        if isinstance(node, Member):
+        # Exact type tests, most frequent first: faster than an isinstance chain or a
+        # dispatch table, and mypy narrows on them.
+        if type(node) is Member:
             return _member(node, state)
-        if isinstance(node, Literal):
+        if type(node) is Literal:
             return node.value
-        if isinstance(node, Compare):
+        if type(node) is Compare:
             return _compare(node, state)
-        if isinstance(node, Logical):
+        if type(node) is Logical:
             return _logical(node, state)
-        if isinstance(node, Name):
+        if type(node) is Name:
             return state.context.get(node.name)
-        if isinstance(node, Call):
+        if type(node) is Call:
             return _call(node, state)
-        return not truthy(_eval(node.operand, state))
+        if type(node) is Not:
+            return not truthy(_eval(node.operand, state))
+        raise TypeError(f"not a syntax node: {node!r}")
     except Failure as failure:
         if failure.offset is None:
             failure.offset = node.offset
@@ -103,6 +107,8 @@ def _member(node: Member, state: State) -> object:
 def _step(value: object, key: object, bracket: bool) -> object:
     """``value[key]``: null when absent (GitHub Actions' rule), an error when the
     access makes no sense for the kinds involved."""
+    if type(value) is dict and type(key) is str:  # the usual case
+        return value.get(key)
     if isinstance(value, dict):
         if not isinstance(key, str):
             raise Failure(f"a mapping is indexed by a string, got {kind_name(key)}", _INDEXING)
@@ -145,6 +151,9 @@ def _compare(node: Compare, state: State) -> object:
     left = _eval(node.left, state)
     right = _eval(node.right, state)
     op = node.op
+    if type(left) is str and type(right) is str and op in ("==", "!="):  # the usual case
+        state.budget.charge_chars(min(len(left), len(right)))
+        return (left == right) is (op == "==")
     if op == "==":
         return json_equal(left, right, state.budget)
     if op == "!=":

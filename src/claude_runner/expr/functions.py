@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from claude_runner.expr.bounds import MAX_VALUE_CHARS, Budget, Failure
 from claude_runner.expr.values import (
@@ -24,8 +24,7 @@ CALLER_FUNCTIONS = ("always", "success", "failure")
 """Bound by the caller for each evaluation (the scheduler: over a task's needs)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Builtin:
+class Builtin(NamedTuple):
     signature: str
     min_args: int
     max_args: int | None  # None: any number

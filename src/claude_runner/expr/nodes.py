@@ -1,8 +1,8 @@
 """The syntax tree of an expression, and the printer that turns it back into text.
 
-Nodes are frozen; ``offset`` (where the node starts in the parsed text, or for an
-operator where the operator is) and ``depth`` do not take part in equality, so two
-trees are equal when they mean the same. Chains are flat: ``a.b[0].c`` is one
+Nodes are immutable by convention; ``offset`` (where the node starts in the parsed
+text, or for an operator where the operator is) and ``depth`` do not take part in
+equality, so two trees are equal when they mean the same. Chains are flat: ``a.b[0].c`` is one
 ``Member`` with three parts and ``a || b || c`` one ``Logical`` with three operands, so
 ordinary expressions stay shallow. ``a['b']`` is the same tree as ``a.b``.
 """
@@ -10,7 +10,6 @@ ordinary expressions stay shallow. ``a['b']`` is the same tree as ``a.b``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 Scalar = bool | int | float | str | None
 PathPart = str | int
@@ -33,80 +32,146 @@ BINARY_PRECEDENCE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Literal:
-    value: Scalar
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+class _Node:
+    """Equality, hashing and repr over ``_fields``, the fields that carry meaning.
+
+    Plain classes rather than dataclasses: a plan holds thousands of nodes and the
+    package is imported at start-up, and a dataclass costs about a millisecond to
+    create and three times as much per instance when frozen. Nodes are never changed
+    after the parser builds them.
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, name) == getattr(other, name) for name in self._fields
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), *(getattr(self, name) for name in self._fields)))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({shown})"
 
 
-@dataclass(frozen=True, slots=True)
-class Name:
+class Literal(_Node):
+    __slots__ = ("depth", "offset", "value")
+    _fields = ("value",)
+
+    def __init__(self, value: Scalar, offset: int = 0, depth: int = 1) -> None:
+        self.value = value
+        self.offset = offset
+        self.depth = depth
+
+    def __eq__(self, other: object) -> bool:  # true is not 1, 1 is not 1.0
+        return (
+            type(other) is Literal
+            and type(self.value) is type(other.value)
+            and self.value == other.value
+        )
+
+    def __hash__(self) -> int:
+        return hash((Literal, type(self.value), self.value))
+
+
+class Name(_Node):
     """A context root: ``tasks``, ``item``, ``run``..."""
 
-    name: str
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+    __slots__ = ("depth", "name", "offset")
+    _fields = ("name",)
+
+    def __init__(self, name: str, offset: int = 0, depth: int = 1) -> None:
+        self.name = name
+        self.offset = offset
+        self.depth = depth
 
 
-@dataclass(frozen=True, slots=True)
-class Prop:
+class Prop(_Node):
     """``.name`` or ``['name']``: a static key."""
 
-    name: str
-    offset: int = field(default=0, compare=False, repr=False)
+    __slots__ = ("name", "offset")
+    _fields = ("name",)
+
+    def __init__(self, name: str, offset: int = 0) -> None:
+        self.name = name
+        self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class Index:
+class Index(_Node):
     """``[expr]`` for any index but a string literal."""
 
-    index: Node
-    offset: int = field(default=0, compare=False, repr=False)
+    __slots__ = ("index", "offset")
+    _fields = ("index",)
+
+    def __init__(self, index: Node, offset: int = 0) -> None:
+        self.index = index
+        self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    base: Node
-    parts: tuple[Prop | Index, ...]
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+class Member(_Node):
+    __slots__ = ("base", "depth", "offset", "parts")
+    _fields = ("base", "parts")
+
+    def __init__(
+        self, base: Node, parts: tuple[Prop | Index, ...], offset: int = 0, depth: int = 1
+    ) -> None:
+        self.base = base
+        self.parts = parts
+        self.offset = offset
+        self.depth = depth
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    name: str
-    args: tuple[Node, ...]
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+class Call(_Node):
+    __slots__ = ("args", "depth", "name", "offset")
+    _fields = ("name", "args")
+
+    def __init__(self, name: str, args: tuple[Node, ...], offset: int = 0, depth: int = 1) -> None:
+        self.name = name
+        self.args = args
+        self.offset = offset
+        self.depth = depth
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
-    operand: Node
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+class Not(_Node):
+    __slots__ = ("depth", "offset", "operand")
+    _fields = ("operand",)
+
+    def __init__(self, operand: Node, offset: int = 0, depth: int = 1) -> None:
+        self.operand = operand
+        self.offset = offset
+        self.depth = depth
 
 
-@dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(_Node):
     """``== != < <= > >=``; ``offset`` is the operator's."""
 
-    op: str
-    left: Node
-    right: Node
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+    __slots__ = ("depth", "left", "offset", "op", "right")
+    _fields = ("op", "left", "right")
+
+    def __init__(self, op: str, left: Node, right: Node, offset: int = 0, depth: int = 1) -> None:
+        self.op = op
+        self.left = left
+        self.right = right
+        self.offset = offset
+        self.depth = depth
 
 
-@dataclass(frozen=True, slots=True)
-class Logical:
+class Logical(_Node):
     """``&&`` or ``||`` over two or more operands; ``offset`` is the first operator's."""
 
-    op: str
-    operands: tuple[Node, ...]
-    offset: int = field(default=0, compare=False, repr=False)
-    depth: int = field(default=1, compare=False, repr=False)
+    __slots__ = ("depth", "offset", "op", "operands")
+    _fields = ("op", "operands")
+
+    def __init__(
+        self, op: str, operands: tuple[Node, ...], offset: int = 0, depth: int = 1
+    ) -> None:
+        self.op = op
+        self.operands = operands
+        self.offset = offset
+        self.depth = depth
 
 
 Node = Literal | Name | Member | Call | Not | Compare | Logical

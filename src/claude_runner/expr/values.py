@@ -70,7 +70,8 @@ def not_json() -> Failure:
 
 def truthy(value: object) -> bool:
     """GitHub Actions' truthiness: null, false, 0 and '' are false; everything else,
-    including an empty list or mapping, is true."""
+    including an empty list or mapping, is true. Raises ``Failure`` for a value that is
+    not JSON, which an ``Expression.evaluate()`` result never is."""
     k = kind(value)
     if k == OTHER:
         raise not_json()

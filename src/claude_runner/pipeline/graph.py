@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from claude_runner.errors import ExpressionError
-from claude_runner.expr import Expression, Template, parse_condition, parse_template
+from claude_runner.expr import Expression, Template, parse_condition, parse_template, truthy
 from claude_runner.pipeline.result import TaskResult
 from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.resolved import ResolvedPlan, ResolvedTask
@@ -282,7 +282,7 @@ class Semantics:
             else:
                 expr = self._condition(task.when)
                 ctx = self.context(node, expr.references())
-                ok = _truthy(expr.evaluate(ctx, self._functions(node)))
+                ok = truthy(expr.evaluate(ctx, self._functions(node)))
         except ExpressionError as exc:
             return Skip(f"when: {exc}", FailureKind.SETUP_FAILED)
         if not ok:
@@ -350,13 +350,6 @@ class Semantics:
         if env is not None:
             ctx["env"] = dict(env)
         return template.render(ctx, quote=shlex.quote if quoted else None)
-
-
-def _truthy(value: object) -> bool:
-    """The expression language's truthiness: null, false, 0 and '' are false."""
-    if isinstance(value, list | dict):
-        return True
-    return value is not None and value is not False and value not in {0, ""}
 
 
 @dataclass(frozen=True)

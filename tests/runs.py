@@ -184,7 +184,8 @@ def tuned(
     ``controls`` mapping becomes AgentControls), ``top`` on the plan."""
     resolved = resolve(Plan.model_validate(plan))
     if "controls" in fields:
-        fields["controls"] = AgentControls(**fields["controls"])
+        if isinstance(fields["controls"], dict):
+            fields["controls"] = AgentControls(**fields["controls"])
     stages = tuple(
         dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **fields) for t in s.tasks))
         for s in resolved.stages

@@ -117,14 +117,16 @@ def _api_error(status: int | None, text: str, assistant_error: str) -> Callable[
     return check
 
 
-def _retries(count: int, error: str, *, min_delay_ms: int = 0) -> Callable[[Observed], None]:
-    """``count`` api_retry lines for ``error``, each announcing at least ``min_delay_ms``."""
+def _retries(
+    count: int, error: str, *, min_delay_ms: int = 0, max_delay_ms: int = 60_000 * 2
+) -> Callable[[Observed], None]:
+    """``count`` api_retry lines for ``error``, each announcing a delay in the bounds."""
 
     def check(seen: Observed) -> None:
         assert [r["attempt"] for r in seen.api_retries] == list(range(1, count + 1))
         for retry in seen.api_retries:
             assert (retry["error"], retry["max_retries"]) == (error, count)
-            assert retry["retry_delay_ms"] >= min_delay_ms
+            assert min_delay_ms <= retry["retry_delay_ms"] <= max_delay_ms
 
     return check
 
@@ -394,6 +396,20 @@ CASES: tuple[Case, ...] = (
         _error(401, "invalid x-api-key"),
         env={"CLAUDE_CODE_MAX_RETRIES": "1"},
         check=_retries(1, "authentication_failed"),
+    ),
+    Case(
+        "retries_dropped",
+        "api_error",
+        (Rule((Hang(0),)),),
+        env={"CLAUDE_CODE_MAX_RETRIES": "1"},
+        check=_retries(1, "unknown"),
+    ),
+    Case(
+        "retry_after_ms_ignored",
+        "rate_limited",
+        _error(429, "rate limited", **{"retry-after-ms": "30000"}),
+        env={"CLAUDE_CODE_MAX_RETRIES": "1"},
+        check=_retries(1, "rate_limit", max_delay_ms=5000),
     ),
     Case(
         "retry_after_over_60s",

@@ -134,6 +134,10 @@ def test_resume_continues_the_session_with_its_messages(
     # only this run's spend ($0.40 of $1 although the session is past $2).
     assert first_cost > 2
     assert again.result["total_cost_usd"] == pytest.approx(first_cost + 0.4, abs=0.01)
+    # ...and so is modelUsage; the result's usage is this run's alone.
+    assert again.result["usage"]["input_tokens"] == 100_000
+    [model_usage] = again.result["modelUsage"].values()
+    assert model_usage["inputTokens"] > 600_000
     # Found from another cwd with the same config dir; not with another config dir.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

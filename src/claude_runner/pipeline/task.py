@@ -525,7 +525,13 @@ class TaskRun:
         else:
             why = f"the CLI exited with code {returncode}"
         tail = _tail(Path(self.paths.stderr_log))
-        at.verdict = (TaskStatus.FAILED, classify(res), f"{why}; stderr: {tail}" if tail else why)
+        # A result that says success with a non-zero exit (not stopped by us) is a crash.
+        kind = classify(cli.outcome.result, returncode=returncode, stderr_tail=tail).kind
+        at.verdict = (
+            TaskStatus.FAILED,
+            kind or FailureKind.CRASH,
+            f"{why}; stderr: {tail}" if tail else why,
+        )
 
     def _output_verdict(
         self, outcome: Outcome

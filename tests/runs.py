@@ -183,9 +183,8 @@ def tuned(
     """A v1 plan resolved, then given v2 settings: ``fields`` on every task (a
     ``controls`` mapping becomes AgentControls), ``top`` on the plan."""
     resolved = resolve(Plan.model_validate(plan))
-    if "controls" in fields:
-        if isinstance(fields["controls"], dict):
-            fields["controls"] = AgentControls(**fields["controls"])
+    if isinstance(fields.get("controls"), dict):
+        fields["controls"] = AgentControls(**fields["controls"])
     stages = tuple(
         dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **fields) for t in s.tasks))
         for s in resolved.stages

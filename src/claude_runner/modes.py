@@ -41,6 +41,8 @@ def run_single_prompt(
     )
     marker = f"{os.getpid()}-{time.monotonic_ns()}"
     env = {**runtime.env, SINGLE_MARKER: marker}
+    if runtime.rehearsal is not None:
+        env = runtime.rehearsal.agent_env(env, runtime.rehearsal.assign(None))
     with Watchman(f"{SINGLE_MARKER}={marker}") as watchman:
         child = proc.spawn(argv, cwd=workspace, env=env)
         watchman.group(child.pid)

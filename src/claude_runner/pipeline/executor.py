@@ -63,6 +63,7 @@ def run_pipeline(
         runtime.redactor,
         warn=log.log.warning,
         listeners=listeners,
+        rehearsal=runtime.rehearsal is not None,
     )
     settings = runtime.settings
     prices = PriceTable.load(runtime.env.get("PIPELINE_PRICE_TABLE"))
@@ -82,6 +83,7 @@ def run_pipeline(
             cancel=runtime.cancel,
             prices=prices,
             track_usage=plan.budget_usd is not None,
+            rehearsal=runtime.rehearsal,
         )
         return _run(plan, ctx, plan_path=plan_path)
 
@@ -120,7 +122,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
             plan_path=plan_path,
             workspace=ctx.workspace,
             plan_document=dry_run_document(plan, plan_path=plan_path),
-            rehearsal=False,
+            rehearsal=ctx.rehearsal is not None,
         )
     except OSError as exc:
         writer.problems.append(f"cannot write the run's state files: {exc}")
@@ -134,6 +136,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 stage_count=len(plan.stages),
                 task_count=task_count,
                 version=plan.version,
+                rehearsal=ctx.rehearsal is not None,
                 max_concurrency=plan.max_concurrency,
                 budget_usd=plan.budget_usd,
             )
@@ -145,7 +148,11 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
             taskspace.drop_credentials(config_dir)
         _report_unfinished(stages, ctx)
         results = [n.result for s in stages for n in s.nodes if not n.instances]
-        extra = {"version": plan.version, "budget": budget.summary() if budget else None}
+        extra = {
+            "version": plan.version,
+            "rehearsal": ctx.rehearsal is not None,
+            "budget": budget.summary() if budget else None,
+        }
         code = _finish(ctx, results, started, extra)
     return code
 

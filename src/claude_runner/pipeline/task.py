@@ -116,6 +116,7 @@ class _Attempt:
     config_dir: Path | None = None
     budget_cap: float | None = None
     retry_after: float | None = None  # the delay the CLI last announced before a retry
+    rehearsal_key: str | None = None  # a rehearsal: the key the stand-in knows it by
 
 
 class Templates(Protocol):
@@ -349,12 +350,18 @@ class TaskRun:
         assert at is not None  # noqa: S101
         assert at.config_dir is not None  # noqa: S101
         if at.cli_runs == 0:
-            taskspace.seed_config_dir(at.config_dir, ctx.env)
+            taskspace.seed_config_dir(at.config_dir, ctx.env, credentials=ctx.rehearsal is None)
             self.result.config_dir = str(at.config_dir)
         env = build_agent_env(ctx.env, config_dir=at.config_dir)
         env.update(self._env)
         name, _, value = self._marker.decode().partition("=")
         env[name] = value
+        if ctx.rehearsal is not None:
+            if at.rehearsal_key is None:  # a verify-gate round keeps the attempt's script
+                at.rehearsal_key = ctx.rehearsal.assign(
+                    task.rehearse, attempt=at.number, task=f"{task.stage_id}/{task.id}"
+                )
+            env = ctx.rehearsal.agent_env(env, at.rehearsal_key)
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
         if via_stdin:
             paths.prompt.write_text(prompt, encoding="utf-8")
@@ -720,6 +727,8 @@ class TaskRun:
         )
         self._set(status, kind, reason)
         self.result.duration_s = round(time.monotonic() - self._started, 3)
+        if self.ctx.rehearsal is not None and at.rehearsal_key is not None:
+            self.ctx.rehearsal.release(at.rehearsal_key)
         return self._next_delay()
 
     def _next_delay(self) -> float | None:

@@ -182,9 +182,9 @@ def user_config_sources(env: Mapping[str, str]) -> tuple[Path, Path]:
     return home / ".claude", home / ".claude.json"
 
 
-def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
-    """A CLAUDE_CONFIG_DIR carrying the user's settings and credentials (once: a slot's
-    later tasks find it seeded)."""
+def seed_config_dir(dst: Path, env: Mapping[str, str], *, credentials: bool = True) -> None:
+    """A CLAUDE_CONFIG_DIR carrying the user's settings and (unless ``credentials`` is
+    false: a rehearsal) credentials; once: a slot's later tasks find it seeded."""
     try:
         dst.mkdir(parents=True, mode=0o700)
     except FileExistsError:
@@ -197,6 +197,8 @@ def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
         if (src_dir / name).is_dir():
             shutil.copytree(src_dir / name, dst / name, symlinks=True)
     with contextlib.suppress(FileNotFoundError):
+        if not credentials:
+            raise FileNotFoundError
         creds = (src_dir / CREDENTIALS).read_bytes()
         fd = os.open(dst / CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -206,6 +208,8 @@ def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
         loaded = json.loads(src_global.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             seeded = {k: loaded[k] for k in _GLOBAL_KEYS if k in loaded}
+            if not credentials:
+                seeded.pop("primaryApiKey", None)
     if not seeded:
         return  # the CLI creates its own (a file less per task: creation is not free here)
     seeded.setdefault("hasCompletedOnboarding", True)

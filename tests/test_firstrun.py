@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from claude_runner import firstrun
 from tests.conftest import DUMMY_API_KEY
 from tests.fakeapi import FakeMessagesAPI, Text
-from tests.test_interactive import READY, SESSION, Tmux, tmux  # noqa: F401 - the fixture
+from tests.test_interactive import READY, SESSION, Tmux
 
 KEY = "sk-fake-first-run-key-0123456789abcdefghij"
 
@@ -84,6 +86,20 @@ def test_an_unwritable_home_is_not_an_error(tmp_path: Path) -> None:
 # --- the real CLI in a terminal ------------------------------------------------------------
 
 
+@pytest.fixture
+def term(tmp_path: Path, claude_env: dict[str, str]) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        reason = "tmux not found: run scripts/setup-dev.sh"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = Tmux(tmp_path, {**claude_env, "TERM": "xterm-256color"})
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
 def _start_runner(tmux: Tmux, tmp_path: Path) -> Path:
     workspace = tmp_path / "workspace"
     tmux.env |= {"WORKSPACE_DIR": str(workspace), "SOURCE_WORKSPACE_DIR": str(tmp_path / "none")}
@@ -96,18 +112,18 @@ def _start_runner(tmux: Tmux, tmp_path: Path) -> Path:
 def test_a_fresh_home_goes_straight_to_the_prompt(
     fake_api: FakeMessagesAPI,
     claude_env: dict[str, str],
-    tmux: Tmux,
-    tmp_path: Path,  # noqa: F811
+    term: Tmux,
+    tmp_path: Path,
 ) -> None:
     home = Path(claude_env["HOME"])
     assert not (home / ".claude.json").exists()
     fake_api.on("marker-first-run", Text("answer on the first start"))
-    _start_runner(tmux, tmp_path)
-    tmux.wait_for("input prompt", lambda s: READY in s)
-    tmux.cmd("send-keys", "-t", SESSION, "-l", "hello marker-first-run")
-    tmux.wait_for("typed prompt", lambda s: "hello marker-first-run" in s)
-    tmux.cmd("send-keys", "-t", SESSION, "Enter")
-    tmux.wait_for("reply", lambda s: "answer on the first start" in s)
+    _start_runner(term, tmp_path)
+    term.wait_for("input prompt", lambda s: READY in s)
+    term.cmd("send-keys", "-t", SESSION, "-l", "hello marker-first-run")
+    term.wait_for("typed prompt", lambda s: "hello marker-first-run" in s)
+    term.cmd("send-keys", "-t", SESSION, "Enter")
+    term.wait_for("reply", lambda s: "answer on the first start" in s)
     assert {h.get("x-api-key") for h in fake_api.headers} == {DUMMY_API_KEY}
 
 
@@ -115,14 +131,14 @@ def test_a_fresh_home_goes_straight_to_the_prompt(
 def test_a_users_config_is_left_to_the_cli(
     fake_api: FakeMessagesAPI,
     claude_env: dict[str, str],
-    tmux: Tmux,
-    tmp_path: Path,  # noqa: F811
+    term: Tmux,
+    tmp_path: Path,
 ) -> None:
     """The same start with a config of the user's: the runner adds nothing, so the CLI
     runs its own onboarding (offline it cannot finish it)."""
     home = Path(claude_env["HOME"])
     (home / ".claude.json").write_text('{"theme": "dark"}')
-    _start_runner(tmux, tmp_path)
-    screen = tmux.wait_for("the CLI's onboarding", lambda s: "Welcome to Claude Code" in s)
+    _start_runner(term, tmp_path)
+    screen = term.wait_for("the CLI's onboarding", lambda s: "Welcome to Claude Code" in s)
     assert READY not in screen
     assert not (home / ".claude" / "settings.json").exists()

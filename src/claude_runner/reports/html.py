@@ -64,6 +64,9 @@ class _Page:
     def __init__(self, view: RunView, out_dir: Path) -> None:
         self.view = view
         self.out_dir = out_dir
+        self.run_prefix = str(view.run_dir).rstrip("/") + "/"
+        rel = os.path.relpath(view.run_dir, out_dir)
+        self.rel_prefix = "" if rel == "." else rel + "/"
         self.parts: list[str] = []
         self.index = {t.key: n for n, t in enumerate(view.tasks)}
         logs = sum(1 for t in view.tasks if t.log is not None) or 1
@@ -74,11 +77,12 @@ class _Page:
         self.parts.extend(text)
 
     def href(self, path: Path) -> str:
-        try:
-            rel = os.path.relpath(path, self.out_dir)
-        except ValueError:
-            rel = str(path)
-        return escape(rel.replace(os.sep, "/"))
+        """A link to ``path`` relative to the report (one relpath per report: the links
+        inside the run directory share its prefix)."""
+        text = str(path)
+        if text.startswith(self.run_prefix):
+            return escape(self.rel_prefix + text[len(self.run_prefix) :])
+        return escape(os.path.relpath(text, self.out_dir))
 
     def anchor(self, t: TaskView) -> str:
         return _anchor(t, self.index)

@@ -189,15 +189,21 @@ def test_an_observer_that_fails_is_dropped_and_the_others_go_on() -> None:
 def test_stream_activity_follows_tools_turns_and_cost() -> None:
     tracker = StreamActivity()
     log = rundirs.transcript("s", tools=2, cost=0.25)
-    seen = [tracker.feed(line.encode()) for line in log.splitlines()]
+    seen = [tracker.feed(line.encode() + b"\n") for line in log.splitlines()]
     assert [s for s in seen if s is not None] == [
-        ("Bash", 1, None),  # tool call of turn 1
+        ("Bash", 1, None),  # turn 1 calls a tool
         (None, 1, None),  # its result came back
         ("Bash", 2, None),
         (None, 2, None),
         (None, 3, None),  # the closing text: a new turn
         (None, 3, 0.25),  # the result: the CLI's turns and cost
     ]
+    # The same stream in one block: the state at its end, in one call.
+    block = StreamActivity()
+    assert block.feed(log.encode()) == (None, 3, 0.25)
+    # A block that ends inside a tool call.
+    head = "".join(log.splitlines(keepends=True)[:4])  # init, tool, result, tool
+    assert StreamActivity().feed(head.encode()) == ("Bash", 2, None)
 
 
 # --- in a real terminal ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ The runner calls, for every observer:
 - ``activity(stage_id, task_id, tool, turns, cost_usd)`` when a task's agent starts a
   tool call (``tool`` its name) or finishes a turn (``tool`` None); ``turns`` and
   ``cost_usd`` so far when known, else None (``StreamActivity`` derives these from the
-  agent's stream-json lines);
+  agent's stream-json output, a block of lines at a time);
 - ``close()`` once at the end (after the result), also after an error.
 
 Calls may come from any thread; each observer locks what it needs. They must be cheap:
@@ -22,6 +22,7 @@ table, ``live.py``), ``plain`` (a line per task start/retry/check/finish, ``plai
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
@@ -104,6 +105,12 @@ class Observers:
         self._each("close")
 
 
+_MESSAGE_ID = re.compile(rb'"id"\s*:\s*"(msg_[^"\\]+)"')
+_TOOL_USE = b'"tool_use"'
+_TOOL_RESULT = b'"tool_result"'
+_COST = b'"total_cost_usd"'
+
+
 def _object(line: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(line)
@@ -112,52 +119,66 @@ def _object(line: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class StreamActivity:
-    """Activity of one task's agent from its stream-json lines, for ``activity()``.
+def _line_at(block: bytes, at: int) -> bytes:
+    start = block.rfind(b"\n", 0, at) + 1
+    end = block.find(b"\n", at)
+    return block[start : len(block) if end < 0 else end]
 
-    ``feed(line)`` returns ``(tool, turns, cost_usd)`` when the line changes what the
-    views show, else None. Only ``assistant`` lines are parsed (a tool result, the bulk
-    of a stream, is recognised by a substring and never parsed); turns count the API
-    responses (distinct message ids), like the CLI's ``num_turns``; the cost is known
-    from the ``result`` line.
+
+class StreamActivity:
+    """Activity of one task's agent from its stream-json output, for ``activity()``.
+
+    ``feed(block)`` takes whole lines (one or a block of many, as the executor handles
+    them) and returns ``(tool, turns, cost_usd)`` when what the views show changed, else
+    None. Like the executor's own scanner it searches the block in C and parses only the
+    line that matters: the last ``tool_use`` (the tool now running) unless a
+    ``tool_result`` came after it (none running), and the ``result`` line (the CLI's
+    turns and cost). Turns are the API responses so far: distinct assistant message ids
+    (``msg_...``), which is what the CLI's ``num_turns`` counts.
     """
 
     def __init__(self) -> None:
-        self.messages: set[str] = set()
+        self.messages: set[bytes] = set()
         self.tool: str | None = None
+        self.turns: int | None = None
+        self.cost: float | None = None
 
-    def feed(self, line: bytes) -> tuple[str | None, int | None, float | None] | None:
-        if b'"tool_result"' in line and b'"assistant"' not in line:
-            was, self.tool = self.tool, None
-            return None if was is None else (None, len(self.messages), None)
-        if b'"assistant"' not in line and b'"result"' not in line:
-            return None
+    def feed(self, block: bytes) -> tuple[str | None, int | None, float | None] | None:
+        before = (self.tool, self.turns, self.cost)
+        if b'"msg_' in block:
+            self.messages.update(m.group(1) for m in _MESSAGE_ID.finditer(block))
+            self.turns = len(self.messages) or self.turns
+        use, done = block.rfind(_TOOL_USE), block.rfind(_TOOL_RESULT)
+        if use > done:
+            self.tool = self._tool_name(_line_at(block, use)) or self.tool
+        elif done >= 0:
+            self.tool = None
+        at = block.rfind(_COST)
+        if at >= 0:
+            self._result(_line_at(block, at))
+        after = (self.tool, self.turns, self.cost)
+        return after if after != before else None
+
+    @staticmethod
+    def _tool_name(line: bytes) -> str | None:
         message = _object(line)
-        if message is None:
+        body = message.get("message") if message else None
+        if not isinstance(body, dict):
             return None
-        if message.get("type") == "result":
-            cost, turns = message.get("total_cost_usd"), message.get("num_turns")
-            return (
-                None,
-                turns if isinstance(turns, int) else len(self.messages),
-                float(cost) if isinstance(cost, int | float) else None,
-            )
-        body = message.get("message")
-        if message.get("type") == "assistant" and isinstance(body, dict):
-            return self._assistant(body)
-        return None
-
-    def _assistant(self, body: dict[str, Any]) -> tuple[str | None, int | None, None] | None:
-        new_turn = isinstance(body.get("id"), str) and body["id"] not in self.messages
-        if new_turn:
-            self.messages.add(body["id"])
-        tools = [
+        names = [
             b.get("name")
             for b in body.get("content") or []
             if isinstance(b, dict) and b.get("type") == "tool_use"
         ]
-        tool = str(tools[-1]) if tools else None
-        if tool is None and not new_turn:
-            return None
-        self.tool = tool
-        return tool, len(self.messages), None
+        return str(names[-1]) if names else None
+
+    def _result(self, line: bytes) -> None:
+        message = _object(line)
+        if message is None or message.get("type") != "result":
+            return
+        cost, turns = message.get("total_cost_usd"), message.get("num_turns")
+        if isinstance(cost, int | float):
+            self.cost = float(cost)
+        if isinstance(turns, int):
+            self.turns = turns
+        self.tool = None

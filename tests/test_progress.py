@@ -186,6 +186,10 @@ def test_an_observer_that_fails_is_dropped_and_the_others_go_on() -> None:
     assert out.getvalue().count("start   s/") == 2
 
 
+def block_of(log: str, lines: int) -> bytes:
+    return "".join(log.splitlines(keepends=True)[:lines]).encode()
+
+
 def test_stream_activity_follows_tools_turns_and_cost() -> None:
     tracker = StreamActivity()
     log = rundirs.transcript("s", tools=2, cost=0.25)
@@ -201,6 +205,9 @@ def test_stream_activity_follows_tools_turns_and_cost() -> None:
     # The same stream in one block: the state at its end, in one call.
     block = StreamActivity()
     assert block.feed(log.encode()) == (None, 3, 0.25)
+    # Text that quotes a key is not a tool call's end.
+    quoted = rundirs.assistant_text("s", 'the key "tool_result" is', n=9).encode()
+    assert StreamActivity().feed(block_of(log, 4) + quoted) == ("Bash", 3, None)
     # A block that ends inside a tool call.
     head = "".join(log.splitlines(keepends=True)[:4])  # init, tool, result, tool
     assert StreamActivity().feed(head.encode()) == ("Bash", 2, None)

@@ -105,10 +105,13 @@ class Observers:
         self._each("close")
 
 
-_MESSAGE_ID = re.compile(rb'"id"\s*:\s*"(msg_[^"\\]+)"')
+# The CLI writes compact JSON: a long needle is found faster (fewer false starts).
+_MESSAGE_ID_NEEDLE = b'"id":"msg_'
+_MESSAGE_ID = re.compile(rb'"id":"(msg_[^"\\]+)"')
+_TOOL = b'"tool_'  # "tool_use" (a call) or "tool_result" / "tool_use_id" (its result)
 _TOOL_USE = b'"tool_use"'
-_TOOL_RESULT = b'"tool_result"'
 _COST = b'"total_cost_usd"'
+_BACKSLASH = 0x5C
 
 
 def _object(line: bytes) -> dict[str, Any] | None:
@@ -134,7 +137,8 @@ class StreamActivity:
     line that matters: the last ``tool_use`` (the tool now running) unless a
     ``tool_result`` came after it (none running), and the ``result`` line (the CLI's
     turns and cost). Turns are the API responses so far: distinct assistant message ids
-    (``msg_...``), which is what the CLI's ``num_turns`` counts.
+    (``"id":"msg_..."`` as the CLI writes them), which is what ``num_turns`` counts.
+    Three backward searches a block: ~0.1 s of CPU per 128 MB of agent output.
     """
 
     def __init__(self) -> None:
@@ -145,14 +149,17 @@ class StreamActivity:
 
     def feed(self, block: bytes) -> tuple[str | None, int | None, float | None] | None:
         before = (self.tool, self.turns, self.cost)
-        if b'"msg_' in block:
+        if block.rfind(_MESSAGE_ID_NEEDLE) >= 0:
             self.messages.update(m.group(1) for m in _MESSAGE_ID.finditer(block))
             self.turns = len(self.messages) or self.turns
-        use, done = block.rfind(_TOOL_USE), block.rfind(_TOOL_RESULT)
-        if use > done:
-            self.tool = self._tool_name(_line_at(block, use)) or self.tool
-        elif done >= 0:
-            self.tool = None
+        last = block.rfind(_TOOL)  # one backward search finds the latest of both
+        while last > 0 and block[last - 1] == _BACKSLASH:  # inside a string: not a key
+            last = block.rfind(_TOOL, 0, last)
+        if last >= 0:
+            if block.startswith(_TOOL_USE, last):
+                self.tool = self._tool_name(_line_at(block, last)) or self.tool
+            else:
+                self.tool = None
         at = block.rfind(_COST)
         if at >= 0:
             self._result(_line_at(block, at))

@@ -148,7 +148,7 @@ class _Page:
         begin = v.start if v.start is not None else min(starts, default=None)
         ends = [a.end for t in v.tasks for a in t.attempts if a.end is not None]
         finish = max([*ends, *(x for x in (v.end,) if x is not None)], default=None)
-        self.add('<h2 id="timeline">Timeline</h2>')
+        self.add("<h2>Timeline</h2>")
         if begin is None or finish is None or not starts:
             self.add("<p>No task started.</p>")
             return
@@ -196,7 +196,7 @@ class _Page:
         self.add("</div>")
 
     def graph(self) -> None:
-        self.add('<h2 id="graph">Plan graph</h2><div class="graph-wrap">')
+        self.add('<h2>Plan graph</h2><div class="graph-wrap">')
         self.add(render_graph(self.view, self.anchor))
         self.add("</div>")
 
@@ -205,7 +205,7 @@ class _Page:
         for models in usage.values():
             for name, u in models.items():
                 per_model.setdefault(name, ModelUsage()).add(u)
-        self.add('<h2 id="costs">Cost and tokens</h2><h3>Per model</h3><table><tr><th>model</th>')
+        self.add("<h2>Cost and tokens</h2><h3>Per model</h3><table><tr><th>model</th>")
         heads = ("cost", "input", "output", "cache read", "cache write")
         self.add("".join(f'<th class="n">{h}</th>' for h in heads), "</tr>")
         for name, u in sorted(per_model.items(), key=lambda kv: -kv[1].cost_usd):
@@ -241,7 +241,7 @@ class _Page:
         self.add("</table></div>")
 
     def tasks(self) -> None:
-        self.add('<h2 id="tasks">Tasks</h2>')
+        self.add("<h2>Tasks</h2>")
         stage = None
         for t in self.view.tasks:
             if t.stage_id != stage:
@@ -402,9 +402,14 @@ def render_html(
     )
     page.header()
     page.filters()
-    page.timeline()
-    page.graph()
-    page.costs(usage)
-    page.tasks()
+    for name, section in (
+        ("timeline", page.timeline),
+        ("graph", page.graph),
+        ("costs", lambda: page.costs(usage)),
+        ("tasks", page.tasks),
+    ):
+        page.add(f'<section id="{name}">')
+        section()
+        page.add("</section>")
     page.add(f"<script>{_asset('report.js')}</script></body></html>\n")
     return redact("".join(page.parts))

@@ -24,6 +24,7 @@
   }
   document.querySelectorAll("details.task").forEach(function (details) {
     details.addEventListener("toggle", function () { if (details.open) fill(details); });
+    if (details.open) { fill(details); }
   });
   function openHash() {
     var hash = location.hash.slice(1);

@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from claude_runner.reports import write_reports  # noqa: E402
 from tests import rundirs  # noqa: E402
 from tests.rundirs import Attempt, Check, RunBuilder, TaskSpec  # noqa: E402
+
+from claude_runner.reports import write_reports  # noqa: E402
 
 CHROMIUM = (
     "chromium",
@@ -55,34 +56,56 @@ def demo_run(root: Path) -> Path:
     def log(n: int, result: str, cost: float, tools: int = 3, **kw: Any) -> str:
         return rundirs.transcript(f"{s}{n}", result=result, cost=cost, tools=tools, **kw)
 
+    def ok(stage: str, tid: str, n: int, cost: float, duration: float, **kw: Any) -> TaskSpec:
+        attempt = Attempt(cost=cost, duration=duration, log=log(n, f"{tid} done", cost))
+        return TaskSpec(stage, tid, attempts=[attempt], **kw)
+
+    retry = Attempt(
+        status="failed",
+        failure_kind="rate_limited",
+        reason="API Error: 429 rate limited",
+        cost=0.001,
+        duration=2,
+        log=rundirs.init_line("x"),
+    )
+    two_models = {"claude-sonnet-4-5": 0.1, "claude-haiku-4-5": 0.02}
+    api = Attempt(
+        cost=0.12, duration=14, log=log(3, "implemented the API", 0.12, models=two_models)
+    )
+    docs_failed = Attempt(
+        status="failed",
+        failure_kind="agent_error",
+        reason="the CLI reported an error: the docs build needs network access",
+        cost=0.02,
+        duration=8,
+        exit_code=1,
+        log=log(5, "failed", 0.02, is_error=True),
+    )
+    plan = ["analyze/plan"]
     analyze = [
-        TaskSpec("analyze", "inspect", attempts=[Attempt(cost=0.04, duration=6, log=log(1, "3 risks found", 0.04))]),
-        TaskSpec("analyze", "plan", attempts=[Attempt(cost=0.03, duration=4, log=log(2, "plan written", 0.03))],
-                 needs=["analyze/inspect"]),
-    ]  # fmt: skip
+        ok("analyze", "inspect", 1, 0.04, 6),
+        ok("analyze", "plan", 2, 0.03, 4, needs=["analyze/inspect"]),
+    ]
     build = [
-        TaskSpec("build", "api", attempts=[
-            Attempt(status="failed", failure_kind="rate_limited", reason="API Error: 429 rate limited",
-                    cost=0.001, duration=2, log=rundirs.init_line("x")),
-            Attempt(cost=0.12, duration=14, log=log(3, "implemented the API", 0.12,
-                    models={"claude-sonnet-4-5": 0.1, "claude-haiku-4-5": 0.02}))],
+        TaskSpec(
+            "build",
+            "api",
+            attempts=[retry, api],
             checks=[Check(exit_code=1, output="2 failed"), Check(exit_code=0, output="ok")],
-            needs=["analyze/plan"], branch="pipeline/20261130T120000.000Z-abc123/build/api",
-            changed_files=7),
-        TaskSpec("build", "cli", attempts=[Attempt(cost=0.08, duration=11, log=log(4, "done", 0.08))],
-                 needs=["analyze/plan"], changed_files=3),
-        TaskSpec("build", "docs", attempts=[Attempt(status="failed", failure_kind="agent_error",
-                 reason="the CLI reported an error: the docs build needs network access",
-                 cost=0.02, duration=8, exit_code=1, log=log(5, "failed", 0.02, is_error=True))],
-                 needs=["analyze/plan"]),
-        TaskSpec("build", "tests", attempts=[Attempt(cost=0.06, duration=16, log=log(6, "42 tests added", 0.06))],
-                 needs=["analyze/plan"], changed_files=12),
-    ]  # fmt: skip
+            needs=plan,
+            branch="pipeline/20261130T120000.000Z-abc123/build/api",
+            changed_files=7,
+        ),
+        ok("build", "cli", 4, 0.08, 11, needs=plan, changed_files=3),
+        TaskSpec("build", "docs", attempts=[docs_failed], needs=plan),
+        ok("build", "tests", 6, 0.06, 16, needs=plan, changed_files=12),
+    ]
     ship = [
-        TaskSpec("ship", "review", attempts=[Attempt(cost=0.05, duration=7, log=log(7, "approved", 0.05))],
-                 needs=["build/api", "build/cli", "build/tests"]),
-        TaskSpec("ship", "release", needs=["build/docs", "ship/review"], skipped_reason="upstream failed"),
-    ]  # fmt: skip
+        ok("ship", "review", 7, 0.05, 7, needs=["build/api", "build/cli", "build/tests"]),
+        TaskSpec(
+            "ship", "release", needs=["build/docs", "ship/review"], skipped_reason="upstream failed"
+        ),
+    ]
     stages = [
         ("analyze", "sequential", analyze),
         ("build", "parallel", build),

@@ -2,12 +2,13 @@
 
     python -m tests.progress_driver SCRIPT MODE
 
-SCRIPT is a JSON-lines file of steps: ``{"event": {...}}`` (given to ``event`` with its
-``ts`` moved to the present, spacing kept, so elapsed times are live and plausible), ``{"activity": [stage,
-task, tool, turns, cost]}``, or ``{"pause": "label"}``: the driver prints nothing and
-waits for a line on stdin (the test's ``send-keys Enter``), so the test decides when the
-run moves on and never has to guess timings. It starts with five lines of its own
-(``driver: line N``; not with ``--no-preamble``) and after the last step closes the view and prints ``driver: done``.
+SCRIPT is a JSON-lines file of steps: ``{"event": {...}}`` (given to ``event`` with
+its ``ts`` moved to the present, spacing kept, so elapsed times are live and plausible),
+``{"activity": [stage, task, tool, turns, cost]}``, or ``{"pause": "label"}``: the
+driver prints nothing and waits for a line on stdin (the test's ``send-keys Enter``), so
+the test decides when the run moves on and never has to guess timings. It starts with
+five lines of its own (``driver: line N``; not with ``--no-preamble``) and after the
+last step closes the view and prints ``driver: done``.
 """
 
 from __future__ import annotations

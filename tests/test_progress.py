@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from claude_runner.errors import UsageError
-from claude_runner.progress import Observers, StreamActivity, make_progress
+from claude_runner.progress import Observers, StreamActivity, make_observers, make_progress
 from claude_runner.progress.live import Frame, LiveView
 from claude_runner.progress.plain import PlainView
 from claude_runner.progress.state import RunState
@@ -63,6 +63,27 @@ def test_plain_view_writes_one_line_per_task_start_retry_check_finish(tmp_path: 
         "[    8.0s] finish  ship/release skipped (upstream_failed): upstream failed",
         "[    8.0s] run failed in 8.0s: 2 succeeded, 1 failed, 1 skipped; $0.0740",
     ]
+
+
+def test_plain_view_masks_what_it_prints() -> None:
+    out = io.StringIO()
+    view = make_progress("plain", out, {"ANTHROPIC_API_KEY": "sk-live-secret-0123456789"})
+    assert view is not None
+    finish = {"type": "pipeline_event.task_finish", "stage_id": "s", "task_id": "t",
+              "status": "failed", "reason": "echoed sk-live-secret-0123456789 back"}  # fmt: skip
+    view.event(finish)
+    assert out.getvalue().endswith("finish  s/t failed: echoed *** back\n")
+
+
+def test_make_observers_adds_opentelemetry_only_when_configured() -> None:
+    assert not make_observers("off", io.StringIO(), {})
+    both = make_observers(
+        "plain", io.StringIO(), {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    assert [type(o).__name__ for o in both.observers] == ["PlainView", "OtelObserver"]
+    for o in both.observers:
+        if type(o).__name__ == "OtelObserver":
+            o.provider.shutdown()  # type: ignore[attr-defined]
 
 
 def test_plain_view_ignores_agent_output_and_unknown_events() -> None:

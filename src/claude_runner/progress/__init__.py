@@ -68,8 +68,17 @@ def make_progress(mode: str, stream: TextIO, env: Mapping[str, str]) -> RunObser
 
         return LiveView(stream, env)
     from claude_runner.progress.plain import PlainView  # noqa: PLC0415
+    from claude_runner.redact import Redactor  # noqa: PLC0415
 
-    return PlainView(stream)
+    return PlainView(stream, Redactor.from_env(env))
+
+
+def make_observers(progress: str, stream: TextIO, env: Mapping[str, str]) -> Observers:
+    """Every observer of a run: the progress view of ``--progress`` and, when
+    configured, OpenTelemetry. Empty (falsy) when there is none."""
+    from claude_runner.otel import make_otel_observer  # noqa: PLC0415
+
+    return Observers([make_progress(progress, stream, env), make_otel_observer(env)])
 
 
 class Observers:

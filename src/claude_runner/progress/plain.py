@@ -12,6 +12,7 @@ start (from the events' ``ts``), so the lines read the same in any log viewer::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from claude_runner.progress.state import RunState, _epoch
@@ -27,8 +28,9 @@ def _short(text: object) -> str:
 class PlainView:
     """The observer that writes plain lines to ``stream`` (not a terminal)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, redact: Callable[[str], str] = str) -> None:
         self.stream = stream
+        self.redact = redact  # events come masked; reasons are masked again, to be sure
         self.state = RunState()
         self.lock = threading.Lock()
 
@@ -94,7 +96,7 @@ class PlainView:
             if text is None:
                 return
             try:
-                self.stream.write(f"{self._at(body)} {text}\n")
+                self.stream.write(f"{self._at(body)} {self.redact(text)}\n")
                 self.stream.flush()
             except (OSError, ValueError):
                 pass  # a closed stderr must not stop the run

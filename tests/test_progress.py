@@ -220,8 +220,7 @@ def test_stream_activity_follows_tools_turns_and_cost() -> None:
         (None, 1, None),  # its result came back
         ("Bash", 2, None),
         (None, 2, None),
-        (None, 3, None),  # the closing text: a new turn
-        (None, 3, 0.25),  # the result: the CLI's turns and cost
+        (None, 3, 0.25),  # the closing text's turn, with the result: turns and cost
     ]
     # The same stream in one block: the state at its end, in one call.
     block = StreamActivity()

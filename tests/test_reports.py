@@ -219,6 +219,12 @@ def test_write_reports_writes_files_and_appends_the_step_summary(tmp_path: Path)
     assert summary.read_text().count("## ❌ Pipeline run") == 2
 
 
+def test_write_reports_fails_with_one_clear_error(tmp_path: Path) -> None:
+    run = sample_run(tmp_path / "runs")
+    with pytest.raises(RunDirError, match=r"cannot write a report: .*Is a directory"):
+        write_reports(run, [], env={"GITHUB_STEP_SUMMARY": str(tmp_path)})
+
+
 def test_report_formats_are_parsed_strictly() -> None:
     assert parse_formats("html,junit,html") == ("html", "junit")
     with pytest.raises(UsageError, match="unknown report format 'pdf'"):

@@ -7,8 +7,9 @@ drains; the child prints its own CPU time (user + system, the runner process alo
 executor's loop, the observer's calls and the drawing thread; the agents are separate
 processes). ``live`` calls the observer as the runner will: ``event(body)`` for every
 event (patched into ``EventWriter.emit_dict``) and ``activity`` from a ``StreamActivity``
-fed with every block of agent output (patched into the task's log writer). ``off``
-runs the executor untouched. Rounds alternate the two; median of 5 each. Prints::
+fed with every block of agent output (patched into the task's log writer) and with the
+result message the executor parses (its ``_on_message``). ``off`` runs the executor
+untouched. Rounds alternate the two; median of 5 each. Prints::
 
     progress: cpu_live/cpu_off=X (cpu_s: live=A off=B)
 
@@ -54,23 +55,34 @@ def child(mode: str, tmp: Path) -> None:
     if observer is not None:
         emit_dict = events.EventWriter.emit_dict
         write_log = task.TaskRun._write_log
+        on_message = task.TaskRun._on_message
         trackers: dict[int, StreamActivity] = {}
 
         def observed_emit(self: events.EventWriter, body: dict[str, object]) -> None:
             observer.event(body)
             emit_dict(self, body)
 
+        def tracker_of(run: task.TaskRun) -> StreamActivity:
+            found = trackers.get(id(run))
+            if found is None:
+                found = trackers[id(run)] = StreamActivity()
+            return found
+
         def observed_log(self: task.TaskRun, data: bytes) -> None:
             write_log(self, data)
-            tracker = trackers.get(id(self))
-            if tracker is None:
-                tracker = trackers[id(self)] = StreamActivity()
-            changed = tracker.feed(data)
+            changed = tracker_of(self).feed(data)
             if changed is not None:
+                observer.activity(self.task.stage_id, self.task.id, *changed)
+
+        def observed_message(self: task.TaskRun, message: dict[str, object]) -> None:
+            on_message(self, message)
+            if message.get("type") == "result":
+                changed = tracker_of(self).result(message)
                 observer.activity(self.task.stage_id, self.task.id, *changed)
 
         events.EventWriter.emit_dict = observed_emit  # type: ignore[method-assign]
         task.TaskRun._write_log = observed_log  # type: ignore[method-assign]
+        task.TaskRun._on_message = observed_message  # type: ignore[method-assign]
 
     workspace = tmp / "ws"
     workspace.mkdir()

@@ -214,23 +214,26 @@ def block_of(log: str, lines: int) -> bytes:
 def test_stream_activity_follows_tools_turns_and_cost() -> None:
     tracker = StreamActivity()
     log = rundirs.transcript("s", tools=2, cost=0.25)
-    seen = [tracker.feed(line.encode() + b"\n") for line in log.splitlines()]
+    lines = log.splitlines(keepends=True)
+    seen = [tracker.feed(line.encode()) for line in lines[:-1]]
     assert [s for s in seen if s is not None] == [
         ("Bash", 1, None),  # turn 1 calls a tool
         (None, 1, None),  # its result came back
         ("Bash", 2, None),
         (None, 2, None),
-        (None, 3, 0.25),  # the closing text's turn, with the result: turns and cost
     ]
-    # The same stream in one block: the state at its end, in one call.
-    block = StreamActivity()
-    assert block.feed(log.encode()) == (None, 3, 0.25)
+    # The closing text's turn and the cost come with the result message.
+    assert tracker.result(json.loads(lines[-1])) == (None, 3, 0.25)
+    # The same stream in one block: the state at its end, in one call (the closing
+    # text's id is in a block with tool traffic: counted).
+    assert StreamActivity().feed("".join(lines[:-1]).encode()) == (None, 3, None)
     # Text that quotes a key is not a tool call's end.
     quoted = rundirs.assistant_text("s", 'the key "tool_result" is', n=9).encode()
     assert StreamActivity().feed(block_of(log, 4) + quoted) == ("Bash", 3, None)
     # A block that ends inside a tool call.
-    head = "".join(log.splitlines(keepends=True)[:4])  # init, tool, result, tool
-    assert StreamActivity().feed(head.encode()) == ("Bash", 2, None)
+    assert StreamActivity().feed(block_of(log, 4)) == ("Bash", 2, None)
+    # Bulk text changes nothing.
+    assert StreamActivity().feed(rundirs.assistant_text("s", "x" * 10000).encode()) is None
 
 
 # --- in a real terminal ---------------------------------------------------------------------

@@ -88,10 +88,9 @@ def test_logs_and_activity_of_a_real_task(real_run: Path) -> None:
     log = read_run(real_run).find("analyze/inspect").log
     assert log is not None
     tracker = StreamActivity()
-    seen = [tracker.feed(line) for line in log.read_bytes().splitlines(keepends=True)]
-    changes = [s for s in seen if s is not None]
-    assert changes[0] == ("Bash", 1, None)
-    assert changes[1] == (None, 1, None)
-    result = json.loads(log.read_bytes().splitlines()[-1])
-    assert changes[-1] == (None, 2, result["total_cost_usd"])
+    stream = log.read_bytes().splitlines(keepends=True)
+    changes = [s for s in map(tracker.feed, stream[:-1]) if s is not None]
+    assert changes == [("Bash", 1, None), (None, 1, None)]
+    result = json.loads(stream[-1])
+    assert tracker.result(result) == (None, 2, result["total_cost_usd"])
     assert os.access(pipeline_bin(), os.X_OK)

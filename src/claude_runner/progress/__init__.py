@@ -118,7 +118,6 @@ class Observers:
 _MESSAGE_ID = re.compile(rb'"id":"(msg_[^"\\]+)"')
 _TOOL = b'"tool_'  # "tool_use" (a call) or "tool_result" / "tool_use_id" (its result)
 _TOOL_USE = b'"tool_use"'
-_COST = b'"total_cost_usd":'  # a long needle is found faster (fewer false starts)
 _BACKSLASH = 0x5C
 
 
@@ -143,11 +142,12 @@ class StreamActivity:
     them) and returns ``(tool, turns, cost_usd)`` when what the views show changed, else
     None. Like the executor's own scanner it searches the block in C and parses only the
     line that matters: the last ``tool_use`` (the tool now running) unless a
-    ``tool_result`` came after it (none running), and the ``result`` line (the CLI's
-    turns and cost). Turns are the API responses so far: distinct assistant message ids
-    (``"id":"msg_..."`` as the CLI writes them), which is what ``num_turns`` counts;
-    the final text-only turn shows with the result. Two backward searches a block of
-    bulk text: ~0.06 s of CPU per 128 MB of agent output here.
+    ``tool_result`` came after it (none running). Turns are the API responses so far:
+    distinct assistant message ids (``"id":"msg_..."`` as the CLI writes them), which is
+    what ``num_turns`` counts; every turn but the last calls a tool, so ids are looked
+    for in blocks with tool traffic only. ``result(message)`` takes the CLI's final
+    ``result`` message, which the executor parses anyway: the last turn and the cost.
+    One backward search per block of bulk text: ~0.03 s of CPU per 128 MB here.
     """
 
     def __init__(self) -> None:
@@ -162,18 +162,13 @@ class StreamActivity:
         while last > 0 and block[last - 1] == _BACKSLASH:  # inside a string: not a key
             last = block.rfind(_TOOL, 0, last)
         if last >= 0:
-            # Every turn but the last calls a tool, and the last ends with the result
-            # line: ids are counted in blocks with tool traffic only, so bulk text
-            # costs no search for them.
+            # Every turn but the last calls a tool: bulk text costs no search for ids.
             self.messages.update(m.group(1) for m in _MESSAGE_ID.finditer(block))
             self.turns = len(self.messages) or self.turns
             if block.startswith(_TOOL_USE, last):
                 self.tool = self._tool_name(_line_at(block, last)) or self.tool
             else:
                 self.tool = None
-        at = block.rfind(_COST)
-        if at >= 0:
-            self._result(_line_at(block, at))
         after = (self.tool, self.turns, self.cost)
         return after if after != before else None
 
@@ -190,13 +185,13 @@ class StreamActivity:
         ]
         return str(names[-1]) if names else None
 
-    def _result(self, line: bytes) -> None:
-        message = _object(line)
-        if message is None or message.get("type") != "result":
-            return
+    def result(self, message: Mapping[str, Any]) -> tuple[str | None, int | None, float | None]:
+        """The CLI's ``result`` message (the executor parses it already): its turns and
+        cost, and no tool running."""
         cost, turns = message.get("total_cost_usd"), message.get("num_turns")
         if isinstance(cost, int | float):
             self.cost = float(cost)
         if isinstance(turns, int):
             self.turns = turns
         self.tool = None
+        return self.tool, self.turns, self.cost

@@ -9,14 +9,14 @@ processes). ``live`` calls the observer as the runner will: ``event(body)`` for 
 event (patched into ``EventWriter.emit_dict``) and ``activity`` from a ``StreamActivity``
 fed with every block of agent output (patched into the task's log writer) and with the
 result message the executor parses (its ``_on_message``). ``off`` runs the executor
-untouched. Rounds alternate the two; median of 5 each. Prints::
+untouched. Rounds alternate the two; median of 5 each (BENCH_ROUNDS=N for N). Prints::
 
     progress: cpu_live/cpu_off=X (cpu_s: live=A off=B)
 
-Goal: <= 1.10. Measured while choosing the renderer (same machine, one frame of a
-64-task table, 1,000 frames): this module's ``Frame`` ~0.3 ms a frame; a rich ``Live``
-table with the same columns ~12 ms (rich is not a dependency: it was installed for the
-comparison only), so at 5 frames a second rich alone would cost ~6% of a core.
+Goal: <= 1.10. Measured while choosing the renderer (same machine, same load, 200
+frames of a 64-task table cut to 120x40): this module's ``Frame`` ~0.4 ms a frame, a
+rich ``Table`` with the same rows printed to a reused ``Console`` ~60 ms (rich was
+installed in a scratch environment for the comparison only; it is no dependency).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """The live table on a terminal: stages, tasks, status, elapsed time, attempts, turns,
 cost so far, the tool the agent is using; totals and the budget left.
 
-Hand-written ANSI rather than rich: by measurement (``bench/progress.py`` and the
-numbers in its docstring) a rich ``Live`` table of 64 tasks cost ~40x more CPU per
-frame than this renderer, and the runner's CPU is what the agents wait on.
+Hand-written ANSI rather than rich, by measurement: the same 38 rows as a rich ``Table``
+printed to a reused ``Console`` took ~60 ms a frame, this renderer's ``Frame`` ~0.4 ms
+(both on this machine, loaded alike; see ``bench/progress.py``); at four frames a second
+rich alone would take a quarter of a core from the executor's loop.
 
 How it draws: ``event``/``activity`` only update the state under a lock; a daemon
 thread redraws at most every ``INTERVAL`` seconds when something changed (every
-``TICK`` seconds otherwise, for the elapsed times), as one write: cursor up over the
+``TICK`` seconds otherwise, for the elapsed times), and writes only a frame that differs
+from the last, as one write: cursor up over the
 previous frame, each line cleared to its end, the rest of the screen cleared. Every line
 is cut to the terminal's width, and the frame to its height (running and failed tasks
 first, the rest summed up in one line), so a frame never wraps or scrolls, and the
@@ -28,7 +30,7 @@ from typing import Any, TextIO
 
 from claude_runner.progress.state import RunState, StageState, TaskState
 
-INTERVAL = 0.2
+INTERVAL = 0.25
 TICK = 1.0
 _MARK = {
     "succeeded": "✓",
@@ -249,6 +251,8 @@ class LiveView:
             ).lines()
             self.drawn_revision = self.state.revision
         self.drawn_at = now
+        if lines == self.drawn and size.columns == self.drawn_width:
+            return  # nothing new on the screen: no write
         self._write(lines, size.columns)
 
     def _rows(self, width: int) -> int:

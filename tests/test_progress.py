@@ -149,6 +149,24 @@ def test_a_live_view_redraws_in_place_and_cuts_to_a_narrower_terminal() -> None:
     assert all(len(_plain(line)) <= 39 for line in second.split("\n")[:-1])
 
 
+def test_messages_written_during_the_run_go_above_the_table() -> None:
+    out = io.StringIO()
+    view = LiveView(out, {}, clock=lambda: 0.0, size=lambda: os.terminal_size((80, 30)))
+    try:
+        for e in _sample_events():
+            view.event(e)
+        view.draw(force=True)
+        rows = out.getvalue().count("\n")
+        stream = view.log_stream()
+        stream.write("claude-runner: warning: something to say\n")
+        after = out.getvalue()[out.getvalue().index("\x1b[J") + 3 :]
+    finally:
+        view.close()
+    # Up over the whole table, cleared, the message, then the table again below it.
+    assert after.startswith(f"\r\x1b[{rows}A\x1b[Jclaude-runner: warning: something to say\n\r")
+    assert after.count("STAGE / TASK") == 1
+
+
 def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "")
 

@@ -182,7 +182,8 @@ class LiveView:
         self.clock = clock
         self.size = size or self._terminal_size
         self.state = RunState()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the state
+        self.write_lock = threading.Lock()  # the screen: one writer at a time
         self.wake = threading.Event()
         self.stopped = False
         self.drawn: list[str] = []  # the previous frame's lines, as printed
@@ -216,6 +217,25 @@ class LiveView:
     ) -> None:
         with self.lock:
             self.state.activity(stage_id, task_id, tool, turns, cost_usd)
+
+    def write_above(self, text: str) -> None:
+        """Print ``text`` (the runner's own messages) above the table: the table is
+        cleared, the text written, the table drawn again below it."""
+        if self.stopped:
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        with self.write_lock:
+            up = self._rows(self.size().columns)
+            clear = "\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J"
+            self.stream.write(clear + text + ("" if text.endswith("\n") else "\n"))
+            self.drawn, self.drawn_revision = [], -1
+        self.draw(force=True)
+
+    def log_stream(self) -> _AboveStream:
+        """A file-like stream for a ``logging.StreamHandler`` (or anything printing to
+        stderr during the run): each line lands above the table."""
+        return _AboveStream(self)
 
     def close(self) -> None:
         """Draw the final frame and stop; the table stays on the screen."""
@@ -251,9 +271,10 @@ class LiveView:
             ).lines()
             self.drawn_revision = self.state.revision
         self.drawn_at = now
-        if lines == self.drawn and size.columns == self.drawn_width:
-            return  # nothing new on the screen: no write
-        self._write(lines, size.columns)
+        with self.write_lock:
+            if lines == self.drawn and size.columns == self.drawn_width:
+                return  # nothing new on the screen: no write
+            self._write(lines, size.columns)
 
     def _rows(self, width: int) -> int:
         """Rows the previous frame takes now (re-wrapped if the width shrank)."""
@@ -276,6 +297,26 @@ class LiveView:
             return
         self.drawn = lines
         self.drawn_width = width
+
+
+class _AboveStream:
+    """Lines written to it go above the live table (``LiveView.log_stream``)."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        if "\n" in self.pending:
+            done, _, self.pending = self.pending.rpartition("\n")
+            self.view.write_above(done + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            text, self.pending = self.pending, ""
+            self.view.write_above(text + "\n")
 
 
 def _visible(line: str) -> int:

@@ -6,9 +6,9 @@ Each run is a child process whose stderr is a pseudo-terminal (120x40) that this
 drains; the child prints its own CPU time (user + system, the runner process alone: the
 executor's loop, the observer's calls and the drawing thread; the agents are separate
 processes). ``live`` calls the observer as the runner will: ``event(body)`` for every
-event (patched into ``EventWriter.emit_dict``) and ``activity`` from a ``StreamActivity``
-fed with every block of agent output (patched into the task's log writer) and with the
-result message the executor parses (its ``_on_message``). ``off`` runs the executor
+event (the executor's ``listeners``) and ``activity`` from a ``StreamActivity`` fed with
+every block of agent output and with the result message the executor parses (patched
+into ``CliRun``'s log writer and message handler). ``off`` runs the executor
 untouched. Rounds alternate the two; median of 5 each (BENCH_ROUNDS=N for N). Prints::
 
     progress: cpu_live/cpu_off=X (cpu_s: live=A off=B)
@@ -32,7 +32,9 @@ import sys
 import tempfile
 import termios
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -46,43 +48,44 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 def child(mode: str, tmp: Path) -> None:
     from tests import fake_agent  # noqa: PLC0415
 
-    from claude_runner.pipeline import events, task  # noqa: PLC0415
+    from claude_runner.pipeline import clirun  # noqa: PLC0415
     from claude_runner.pipeline.executor import run_pipeline  # noqa: PLC0415
     from claude_runner.plan.models import Plan, resolve  # noqa: PLC0415
     from claude_runner.progress import StreamActivity, make_progress  # noqa: PLC0415
+    from claude_runner.runtime import Runtime  # noqa: PLC0415
 
     observer = make_progress(mode, sys.stderr, os.environ)
+    listeners: tuple[Callable[[dict[str, Any]], None], ...] = ()
     if observer is not None:
-        emit_dict = events.EventWriter.emit_dict
-        write_log = task.TaskRun._write_log
-        on_message = task.TaskRun._on_message
-        trackers: dict[int, StreamActivity] = {}
+        listeners = (observer.event,)  # the executor's listeners: every masked event
+        init, write_log, on_message = (
+            clirun.CliRun.__init__,
+            clirun.CliRun._write_log,
+            clirun.CliRun._on_message,
+        )
+        runs: dict[int, tuple[str, str, StreamActivity]] = {}
 
-        def observed_emit(self: events.EventWriter, body: dict[str, object]) -> None:
-            observer.event(body)
-            emit_dict(self, body)
+        def observed_init(self: clirun.CliRun, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            stage_id, task_id = Path(kwargs["log"]).parts[-3:-1]  # tasks/<stage>/<task>/
+            runs[id(self)] = (stage_id, task_id, StreamActivity())
 
-        def tracker_of(run: task.TaskRun) -> StreamActivity:
-            found = trackers.get(id(run))
-            if found is None:
-                found = trackers[id(run)] = StreamActivity()
-            return found
-
-        def observed_log(self: task.TaskRun, data: bytes) -> None:
+        def observed_log(self: clirun.CliRun, data: bytes) -> None:
             write_log(self, data)
-            changed = tracker_of(self).feed(data)
+            stage_id, task_id, tracker = runs[id(self)]
+            changed = tracker.feed(data)
             if changed is not None:
-                observer.activity(self.task.stage_id, self.task.id, *changed)
+                observer.activity(stage_id, task_id, *changed)
 
-        def observed_message(self: task.TaskRun, message: dict[str, object]) -> None:
+        def observed_message(self: clirun.CliRun, message: dict[str, Any]) -> None:
             on_message(self, message)
             if message.get("type") == "result":
-                changed = tracker_of(self).result(message)
-                observer.activity(self.task.stage_id, self.task.id, *changed)
+                stage_id, task_id, tracker = runs[id(self)]
+                observer.activity(stage_id, task_id, *tracker.result(message))
 
-        events.EventWriter.emit_dict = observed_emit  # type: ignore[method-assign]
-        task.TaskRun._write_log = observed_log  # type: ignore[method-assign]
-        task.TaskRun._on_message = observed_message  # type: ignore[method-assign]
+        clirun.CliRun.__init__ = observed_init  # type: ignore[method-assign]
+        clirun.CliRun._write_log = observed_log  # type: ignore[method-assign]
+        clirun.CliRun._on_message = observed_message  # type: ignore[method-assign]
 
     workspace = tmp / "ws"
     workspace.mkdir()
@@ -99,16 +102,15 @@ def child(mode: str, tmp: Path) -> None:
             }
         ],
     }
+    env = {**os.environ, "PIPELINE_WORKSPACES_ROOT": str(tmp / "runs")}
     with open(os.devnull, "w") as devnull:
         code = run_pipeline(
             resolve(Plan.model_validate(plan)),
+            Runtime.from_env(env, claude_bin=fake_agent.install(tmp)),
             workspace=workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=fake_agent.install(tmp),
-            env=os.environ,
-            runs_root=tmp / "runs",
-            cancel=threading.Event(),
             out=devnull,
+            listeners=listeners,
         )
     if observer is not None:
         observer.close()

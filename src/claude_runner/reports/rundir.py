@@ -72,6 +72,19 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _refs(value: object) -> list[str]:
+    """Needs as refs: ``"stage/task"`` strings, or ``[stage, task]`` pairs."""
+    if not isinstance(value, list):
+        return []
+    found = []
+    for item in value:
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            found.append(f"{item[0]}/{item[1]}")
+    return found
+
+
 @dataclass
 class ModelUsage:
     """Tokens and cost of one model in one task (from the CLI's ``modelUsage``)."""
@@ -336,9 +349,9 @@ class _Reader:
                 view = self.task(stage.id, t["id"])
                 view.model = _str(t.get("model"))
                 view.workspace_mode = _str(t.get("workspace"))
-                needs = t.get("needs")
-                if isinstance(needs, list):
-                    view.needs = [n for n in needs if isinstance(n, str)]
+                needs = _refs(t.get("needs"))
+                if needs or isinstance(t.get("needs"), list):
+                    view.needs = needs
                 else:  # v1: the previous stage, and the previous task of a sequential one
                     view.needs = list(previous)
                     if stage.mode == "sequential" and keys:
@@ -493,8 +506,9 @@ class _Reader:
         t.workspace_mode = _str(r.get("workspace_mode")) or t.workspace_mode
         t.workspace_method = _str(r.get("workspace_method")) or t.workspace_method
         t.instance_of = _str(r.get("instance_of")) or t.instance_of
-        if isinstance(r.get("needs"), list):
-            t.needs = [n for n in r["needs"] if isinstance(n, str)]
+        needs = _refs(r.get("needs"))
+        if needs:  # an empty list from a v1 run: keep the order the plan gave
+            t.needs = needs
         for name in ("notes", "secrets_in_changes"):
             if isinstance(r.get(name), list):
                 setattr(t, name, [str(n) for n in r[name]])
@@ -508,7 +522,7 @@ class _Reader:
             if isinstance(c, dict) and len(t.checks) < n:
                 t.checks.append(
                     CheckView(
-                        run=_int(c.get("attempt")) or n,
+                        run=_int(c.get("check")) or n,
                         exit_code=_int(c.get("exit_code")),
                         duration_s=_num(c.get("duration_s")),
                         passed=c.get("passed") is True,

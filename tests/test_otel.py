@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,8 +19,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from claude_runner import otel
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.plan.models import Plan, resolve
 from tests.fakeapi import FakeMessagesAPI, Text, ToolUse, tool_results
 from tests.rundirs import sample_run
+from tests.runs import stage
 from tests.test_pipeline_faults import Runner, plan_of, task
 
 
@@ -208,3 +212,31 @@ def test_agents_keep_the_clis_own_telemetry_variables(
     printed = tool_results(fake_api.requests, "marker-otel-env")
     expected = "CLAUDE_CODE_ENABLE_TELEMETRY=1\\nOTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9/otel-marker"
     assert expected in printed
+
+
+def test_spans_from_the_executors_listeners(tmp_path: Path, collector: Collector) -> None:
+    """The observer as the executor calls it (a listener of every masked event), on a
+    run of the fault agent: a task that succeeds and one that crashes."""
+    runner = Runner(tmp_path)
+    observer = otel.make_otel_observer({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    assert observer is not None
+    plan = plan_of(stage("s", "ok", "crash"), on_error="continue")
+    with open(os.devnull, "w") as out:
+        code = run_pipeline(
+            resolve(Plan.model_validate(plan)),
+            runner.runtime(),
+            workspace=runner.workspace,
+            plan_path=Path("plan.yml"),
+            out=out,
+            listeners=(observer.event,),
+        )
+    observer.close()
+    assert code == 1
+    spans = {s["name"]: s for s in collector.spans()}
+    ok = spans["invoke_agent s/t0"]["attrs"]
+    # The fault agent's result: 10 input and 5 output tokens, $0.001.
+    assert (ok["gen_ai.usage.input_tokens"], ok["gen_ai.usage.output_tokens"]) == (10, 5)
+    assert ok["claude_runner.cost_usd"] == pytest.approx(0.001)
+    crashed = spans["task s/t1"]
+    assert crashed["error"]
+    assert crashed["attrs"]["error.type"] == "crash"

@@ -46,7 +46,9 @@ USAGE_KEYS = (
     "cache_read_input_tokens",
 )
 _PREFIX = "pipeline_event."
-_OUTPUT_LINE = b'"type":"pipeline_event.task_output"'
+_OUTPUT_LINE = '"type":"pipeline_event.task_output"'
+_RESULT_LINE = '"type":"pipeline_result"'
+_DECODER = json.JSONDecoder()
 _TAIL = 64 * 1024  # enough for the CLI's result message (a few KB) and what precedes it
 
 
@@ -273,11 +275,14 @@ class _Reader:
         except OSError as exc:
             self.view.problems.append(f"events.jsonl: {exc.strerror}")
             return
-        for number, line in enumerate(data.split(b"\n"), 1):
-            if not line or _OUTPUT_LINE in line:
+        # result.json holds the same line as the last event: it is read once, from there.
+        skip_result = (self.run_dir / "result.json").is_file()
+        decode = _DECODER.decode
+        for number, line in enumerate(data.decode("utf-8", "replace").split("\n"), 1):
+            if not line or _OUTPUT_LINE in line or (skip_result and _RESULT_LINE in line):
                 continue
             try:
-                body = json.loads(line)
+                body = decode(line)
             except ValueError:
                 self.view.problems.append(f"events.jsonl:{number}: not a JSON line (cut off?)")
                 continue

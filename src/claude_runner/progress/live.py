@@ -6,10 +6,10 @@ printed to a reused ``Console`` took ~60 ms a frame, this renderer's ``Frame`` ~
 (both on this machine, loaded alike; see ``bench/progress.py``); at four frames a second
 rich alone would take a quarter of a core from the executor's loop.
 
-How it draws: ``event``/``activity`` only update the state under a lock; a daemon
-thread redraws at most every ``INTERVAL`` seconds when something changed (every
-``TICK`` seconds otherwise, for the elapsed times), and writes only a frame that differs
-from the last, as one write: cursor up over the
+How it draws: ``event``/``activity`` only update the state under a lock and wake a
+daemon thread, which draws at most one frame per ``INTERVAL`` seconds however many
+changes came (and one per ``TICK`` seconds for the elapsed times of running tasks), and
+writes only a frame that differs from the last, as one write: cursor up over the
 previous frame, each line cleared to its end, the rest of the screen cleared. Every line
 is cut to the terminal's width, and the frame to its height (running and failed tasks
 first, the rest summed up in one line), so a frame never wraps or scrolls, and the
@@ -184,7 +184,8 @@ class LiveView:
         self.state = RunState()
         self.lock = threading.Lock()  # the state
         self.write_lock = threading.Lock()  # the screen: one writer at a time
-        self.wake = threading.Event()
+        self.wake = threading.Event()  # something changed
+        self.stop = threading.Event()
         self.stopped = False
         self.drawn: list[str] = []  # the previous frame's lines, as printed
         self.drawn_width = 0
@@ -204,7 +205,7 @@ class LiveView:
     def event(self, body: dict[str, Any]) -> None:
         with self.lock:
             changed = self.state.event(body)
-        if changed in ("task_start", "task_finish", "plan_finish", "stage_start"):
+        if changed is not None:
             self.wake.set()
 
     def activity(
@@ -217,6 +218,7 @@ class LiveView:
     ) -> None:
         with self.lock:
             self.state.activity(stage_id, task_id, tool, turns, cost_usd)
+        self.wake.set()
 
     def write_above(self, text: str) -> None:
         """Print ``text`` (the runner's own messages) above the table: the table is
@@ -242,6 +244,7 @@ class LiveView:
         if self.stopped:
             return
         self.stopped = True
+        self.stop.set()
         self.wake.set()
         self.thread.join(timeout=5)
         self.draw(force=True)
@@ -249,12 +252,16 @@ class LiveView:
     # -- drawing ------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while not self.stopped:
-            self.wake.wait(INTERVAL)
-            self.wake.clear()
+        # Woken by a change (or every TICK, for the elapsed times), then at most one
+        # frame per INTERVAL however many events came: a 64-task start is one frame.
+        while True:
+            self.wake.wait(TICK)
             if self.stopped:
                 return
+            self.wake.clear()
             self.draw()
+            if self.stop.wait(INTERVAL):
+                return
 
     def draw(self, *, force: bool = False) -> None:
         now = self.clock()

@@ -5,11 +5,10 @@ run with ``--progress live`` on a terminal against ``off``.
 Each run is a child process whose stderr is a pseudo-terminal (120x40) that this process
 drains; the child prints its own CPU time (user + system, the runner process alone: the
 executor's loop, the observer's calls and the drawing thread; the agents are separate
-processes). ``live`` calls the observer as the runner will: ``event(body)`` for every
-event (the executor's ``listeners``) and ``activity`` from a ``StreamActivity`` fed with
-every block of agent output and with the result message the executor parses (patched
-into ``CliRun``'s log writer and message handler). ``off`` runs the executor
-untouched. Rounds alternate the two; median of 5 each (BENCH_ROUNDS=N for N). Prints::
+processes). ``live`` passes the view to the executor as ``--progress live`` does: it
+gets every event, and ``activity`` from a ``StreamActivity`` the executor feeds with each
+block of agent output and the result message. ``off`` runs the executor without it.
+Rounds alternate the two; median of 5 each (BENCH_ROUNDS=N for N). Prints::
 
     progress: cpu_live/cpu_off=X (cpu_s: live=A off=B)
 
@@ -32,9 +31,7 @@ import sys
 import tempfile
 import termios
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -48,45 +45,12 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 def child(mode: str, tmp: Path) -> None:
     from tests import fake_agent  # noqa: PLC0415
 
-    from claude_runner.pipeline import clirun  # noqa: PLC0415
     from claude_runner.pipeline.executor import run_pipeline  # noqa: PLC0415
     from claude_runner.plan.models import Plan, resolve  # noqa: PLC0415
-    from claude_runner.progress import StreamActivity, make_progress  # noqa: PLC0415
+    from claude_runner.progress import make_progress  # noqa: PLC0415
     from claude_runner.runtime import Runtime  # noqa: PLC0415
 
     observer = make_progress(mode, sys.stderr, os.environ)
-    listeners: tuple[Callable[[dict[str, Any]], None], ...] = ()
-    if observer is not None:
-        listeners = (observer.event,)  # the executor's listeners: every masked event
-        init, write_log, on_message = (
-            clirun.CliRun.__init__,
-            clirun.CliRun._write_log,
-            clirun.CliRun._on_message,
-        )
-        runs: dict[int, tuple[str, str, StreamActivity]] = {}
-
-        def observed_init(self: clirun.CliRun, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            stage_id, task_id = Path(kwargs["log"]).parts[-3:-1]  # tasks/<stage>/<task>/
-            runs[id(self)] = (stage_id, task_id, StreamActivity())
-
-        def observed_log(self: clirun.CliRun, data: bytes) -> None:
-            write_log(self, data)
-            stage_id, task_id, tracker = runs[id(self)]
-            changed = tracker.feed(data)
-            if changed is not None:
-                observer.activity(stage_id, task_id, *changed)
-
-        def observed_message(self: clirun.CliRun, message: dict[str, Any]) -> None:
-            on_message(self, message)
-            if message.get("type") == "result":
-                stage_id, task_id, tracker = runs[id(self)]
-                observer.activity(stage_id, task_id, *tracker.result(message))
-
-        clirun.CliRun.__init__ = observed_init  # type: ignore[method-assign]
-        clirun.CliRun._write_log = observed_log  # type: ignore[method-assign]
-        clirun.CliRun._on_message = observed_message  # type: ignore[method-assign]
-
     workspace = tmp / "ws"
     workspace.mkdir()
     plan = {
@@ -110,7 +74,7 @@ def child(mode: str, tmp: Path) -> None:
             workspace=workspace,
             plan_path=Path("plan.yml"),
             out=devnull,
-            listeners=listeners,
+            observers=observer,
         )
     if observer is not None:
         observer.close()

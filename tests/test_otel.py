@@ -228,7 +228,7 @@ def test_spans_from_the_executors_listeners(tmp_path: Path, collector: Collector
             workspace=runner.workspace,
             plan_path=Path("plan.yml"),
             out=out,
-            listeners=(observer.event,),
+            observers=observer,
         )
     observer.close()
     assert code == 1

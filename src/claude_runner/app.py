@@ -154,9 +154,7 @@ def _run_mode(
         if cancel.event.is_set():
             return 1
         if plan is not None and path is not None:
-            from claude_runner.pipeline.executor import run_pipeline  # noqa: PLC0415
-
-            return run_pipeline(plan, runtime, workspace=workspace, plan_path=path, out=sys.stdout)
+            return _run_pipeline(args, runtime, plan=plan, path=path, workspace=workspace)
         from claude_runner import modes  # noqa: PLC0415
 
         if args.task:
@@ -173,6 +171,32 @@ def _run_mode(
     finally:
         if daemon is not None:
             daemon.stop()
+
+
+def _run_pipeline(
+    args: Args, runtime: Runtime, *, plan: ResolvedPlan, path: Path, workspace: Path
+) -> int:
+    """The pipeline with its observers (the live view, OpenTelemetry) and its reports."""
+    from claude_runner.pipeline.executor import run_pipeline  # noqa: PLC0415
+    from claude_runner.progress import make_observers  # noqa: PLC0415
+
+    observers = make_observers(args.progress, sys.stderr, runtime.env)
+    log_stream = getattr(next(iter(observers.observers), None), "log_stream", None)
+    if callable(log_stream):  # the live table: the runner's messages go above it
+        log.setup(debug=args.debug, redactor=runtime.redactor, stream=log_stream())
+    try:
+        return run_pipeline(
+            plan,
+            runtime,
+            workspace=workspace,
+            plan_path=path,
+            out=sys.stdout,
+            observers=observers if observers else None,
+            reports=args.reports,
+        )
+    finally:
+        observers.close()
+        log.setup(debug=args.debug, redactor=runtime.redactor)
 
 
 def _prepare(runtime: Runtime) -> Path:

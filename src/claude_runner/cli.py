@@ -24,7 +24,9 @@ MODEL_ALIASES = ("sonnet", "opus", "haiku")
 # Full model ids are checked by shape, not against a list that ages with every release.
 MODEL_ID = re.compile(r"claude-[a-z0-9][a-z0-9.-]*")
 SCHEMA_VERSIONS = ("v1", "v2")
-_VALUED = {"--model", "--pipeline"}
+_VALUED = {"--model", "--pipeline", "--progress", "--report", "--graph"}
+PROGRESS_MODES = ("auto", "live", "plain", "off")
+GRAPH_FORMATS = ("mermaid", "dot")
 _FLAGS = {"--debug", "--dry-run", "--rehearse", "--print-schema", "--version", "--help", "-h"}
 _VERBOSITY = {"-v": "v", "-vv": "vv"}
 
@@ -45,7 +47,8 @@ def _help_text() -> str:
     codes = "\n".join(f"  {code:<6} {meaning}" for code, meaning in EXIT_CODES)
     return f"""\
 usage: claude-runner [--debug] [--model MODEL] [--rehearse] [-v|-vv] [TASK WORDS...]
-       claude-runner [--debug] [--model MODEL] [--rehearse] --pipeline PLAN|- [--dry-run]
+       claude-runner [--debug] [--model MODEL] [--rehearse] --pipeline PLAN|-
+                     [--dry-run [--graph mermaid|dot]] [--progress MODE] [--report FORMATS]
        claude-runner --print-schema [v1|v2] | --version | --help
 
 Run the Claude Code CLI headless in a prepared workspace.
@@ -64,8 +67,13 @@ options:
                          the workspace (SOURCE_WORKSPACE_DIR, else WORKSPACE_DIR);
                          - reads the plan from standard input
   --dry-run              with --pipeline: validate, print the resolved plan, run nothing
+  --graph mermaid|dot    with --dry-run: print the task graph for a diagram
   --rehearse             run the real CLI against a built-in stand-in model, for $0 (no
                          key needed; scripted by each task's rehearse: in a v2 plan)
+  --progress MODE        with --pipeline: live progress on stderr: auto (a live table on
+                         a terminal, plain lines elsewhere), live, plain, off
+  --report FORMATS       with --pipeline: write reports into the run directory at its
+                         end: a comma-separated list of html, junit, markdown
   --print-schema [V]     print the JSON Schema of plan format V (v1 or v2; default v2)
   --debug                more diagnostics on stderr
   --version              print the version
@@ -127,6 +135,32 @@ def _scan(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], str]:
     return opts, task, verbosity
 
 
+def _pipeline_options(
+    opts: dict[str, str | bool], *, pipeline: bool
+) -> tuple[str, tuple[str, ...], str | None]:
+    """``--progress``, ``--report`` and ``--graph``: checked, and only with a pipeline."""
+    for name in ("--progress", "--report"):
+        if name in opts and not pipeline:
+            raise UsageError(f"{name} goes with --pipeline")
+    progress = str(opts.get("--progress", "auto"))
+    if progress not in PROGRESS_MODES:
+        raise UsageError(
+            f"--progress {progress!r} is not supported; use one of: {', '.join(PROGRESS_MODES)}"
+        )
+    graph = opts.get("--graph")
+    if graph is not None and graph not in GRAPH_FORMATS:
+        raise UsageError(f"--graph {graph!r} is not supported; use mermaid or dot")
+    if graph is not None and not opts.get("--dry-run"):
+        raise UsageError("--graph goes with --dry-run (it prints the plan's graph, runs nothing)")
+    reports: tuple[str, ...] = ()
+    report = opts.get("--report")
+    if isinstance(report, str):
+        from claude_runner.reports import parse_formats  # noqa: PLC0415 - only when asked
+
+        reports = parse_formats(report)
+    return progress, reports, graph if isinstance(graph, str) else None
+
+
 def parse_args(argv: Sequence[str]) -> Args | str:
     """Parse the command line. Returns ``Args``, or the text to print for
     --help/--version. Raises UsageError for anything wrong."""
@@ -152,6 +186,7 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         raise UsageError("-v/-vv need a prompt; interactive mode has no output format")
     if opts.get("--dry-run") and pipeline is None:
         raise UsageError("--dry-run needs --pipeline PLAN")
+    progress, reports, graph = _pipeline_options(opts, pipeline=pipeline is not None)
     if opts.get("--rehearse") and pipeline is None and not task:
         raise UsageError(
             "--rehearse needs a prompt or --pipeline PLAN (not an interactive session)"
@@ -171,6 +206,9 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         dry_run=bool(opts.get("--dry-run")),
         print_schema=schema if isinstance(schema, str) else None,
         rehearse=bool(opts.get("--rehearse")),
+        progress=progress,
+        reports=reports,
+        graph=graph,
         verbosity=verbosity,
         task=tuple(task),
     )

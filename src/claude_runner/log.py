@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from claude_runner.redact import Redactor
 
@@ -26,9 +27,10 @@ class _RedactingFormatter(logging.Formatter):
         return self._redact(super().format(record))
 
 
-def setup(*, debug: bool, redactor: Redactor) -> None:
-    """Send the runner's messages to stderr; idempotent (tests call main() repeatedly)."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup(*, debug: bool, redactor: Redactor, stream: TextIO | None = None) -> None:
+    """Send the runner's messages to stderr (or ``stream``: a live view's, which prints
+    them above its table); idempotent (tests call main() repeatedly)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_RedactingFormatter(redactor))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -19,6 +19,9 @@ class Args:
     print_schema: str | None = None  # the plan format version whose schema to print
     verbosity: str = "text"
     rehearse: bool = False  # the real CLI against the built-in stand-in model, for $0
+    progress: str = "auto"  # the live view on stderr: auto, live, plain, off
+    reports: tuple[str, ...] = ()  # report formats written into the run directory
+    graph: str | None = None  # --dry-run --graph: mermaid or dot
     task: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -47,7 +47,8 @@ class Hooks:
     on_session: Callable[[str], None]
     on_result: Callable[[dict[str, Any]], None]
     on_line: Callable[[bytes], None] | None = None  # verbosity vv: every line
-    on_assistant: Callable[[Outcome], None] | None = None  # usage / activity wanted
+    on_assistant: Callable[[Outcome], None] | None = None  # token usage wanted (a budget)
+    on_block: Callable[[bytes], None] | None = None  # whole-line blocks (a live view)
 
 
 class CliRun:
@@ -102,6 +103,7 @@ class CliRun:
             on_line=hooks.on_line,
             secrets=secrets,
             want_assistant=hooks.on_assistant is not None,
+            on_block=hooks.on_block,
         )
         self._errsink = stream.MaskedLog(self._write_err, secrets=secrets)
         self.notes: list[str] = []

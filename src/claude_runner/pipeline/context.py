@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,8 +15,7 @@ from claude_runner.reaper import Watchman
 from claude_runner.redact import Redactor
 
 if TYPE_CHECKING:
-    from claude_runner.pipeline.clirun import Outcome
-    from claude_runner.pipeline.task import TaskRun
+    from claude_runner.progress import RunObserver
     from claude_runner.rehearsal import Rehearsal
 
 TASK_MARKER = "CLAUDE_RUNNER_TASK"
@@ -40,9 +39,9 @@ class RunContext:
     cancel: threading.Event
     prices: PriceTable = field(default_factory=lambda: PriceTable.load(None))
     rng: random.Random = field(default_factory=random.Random)
-    track_usage: bool = False  # parse assistant messages (a budget, a progress view)
+    track_usage: bool = False  # parse assistant messages (a budget)
     rehearsal: Rehearsal | None = None  # --rehearse: agents talk to the stand-in
-    on_activity: Callable[[TaskRun, Outcome], None] | None = None
+    observers: RunObserver | None = None  # the live view, OpenTelemetry
 
 
 def marker_of(plan_run_id: str, stage_id: str = "", task_id: str = "") -> bytes:

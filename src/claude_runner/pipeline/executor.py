@@ -24,13 +24,14 @@ import errno
 import json
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from claude_runner import log, procs
+from claude_runner.errors import RunnerError
 from claude_runner.pipeline import graph, preserve, runstate, taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.context import RunContext, marker_of
-from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
+from claude_runner.pipeline.events import EventWriter, PlanFinish, PlanStart
 from claude_runner.pipeline.graph import Node, NodeTemplates, Semantics, Stage
 from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
@@ -41,6 +42,9 @@ from claude_runner.plan.schema import dry_run_document
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
 
+if TYPE_CHECKING:
+    from claude_runner.progress import RunObserver
+
 
 def run_pipeline(
     plan: ResolvedPlan,
@@ -49,9 +53,13 @@ def run_pipeline(
     workspace: Path,
     plan_path: Path,
     out: TextIO,
-    listeners: tuple[Listener, ...] = (),
+    observers: RunObserver | None = None,
+    reports: tuple[str, ...] = (),
 ) -> int:
-    """Run ``plan`` in ``workspace``; 0 when every task succeeded, 1 otherwise."""
+    """Run ``plan`` in ``workspace``; 0 when every task succeeded, 1 otherwise.
+    ``observers`` see every event and the agents' activity; ``reports`` are written into
+    the run directory at the end (and the Markdown one appended to
+    ``$GITHUB_STEP_SUMMARY`` when that is set)."""
     runs_root = runtime.settings.pipeline_root
     taskspace.ensure_writable(runs_root)
     plan_run_id = taskspace.new_plan_run_id()
@@ -62,7 +70,7 @@ def run_pipeline(
         run_dir / "events.jsonl",
         runtime.redactor,
         warn=log.log.warning,
-        listeners=listeners,
+        listeners=(observers.event,) if observers is not None else (),
         rehearsal=runtime.rehearsal is not None,
     )
     settings = runtime.settings
@@ -84,8 +92,20 @@ def run_pipeline(
             prices=prices,
             track_usage=plan.budget_usd is not None,
             rehearsal=runtime.rehearsal,
+            observers=observers,
         )
-        return _run(plan, ctx, plan_path=plan_path)
+        code = _run(plan, ctx, plan_path=plan_path)
+    _write_reports(run_dir, reports, runtime)
+    return code
+
+
+def _write_reports(run_dir: Path, formats: tuple[str, ...], runtime: Runtime) -> None:
+    from claude_runner.reports import write_reports  # noqa: PLC0415 - only at the end
+
+    try:
+        write_reports(run_dir, formats, env=runtime.env)
+    except RunnerError as exc:
+        log.log.warning(f"the reports could not be written: {exc}")
 
 
 def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:

@@ -185,7 +185,8 @@ class StreamSink:
 
     Writes it to ``log`` (a write function; secrets masked), line-aligned. ``on_message``
     receives the parsed ``system``/``init`` and ``result`` messages (and the
-    ``assistant`` ones with ``want_assistant``); ``on_line``
+    ``assistant`` ones with ``want_assistant``); ``on_block`` every masked block of whole
+    lines (a live view's activity); ``on_line``
     (verbosity vv) receives every line (without its newline). A line longer than
     ``limit`` still reaches the log whole, in chunks as they arrive, but is neither parsed
     nor forwarded; ``stats.overlong`` records its size. A last line without a newline
@@ -207,6 +208,7 @@ class StreamSink:
         secrets: tuple[bytes, ...] = (),
         limit: int = MAX_LINE,
         want_assistant: bool = False,
+        on_block: Callable[[bytes], None] | None = None,
     ) -> None:
         self.stats = PumpStats()
         self.read_size = min(_CHUNK, limit)
@@ -214,6 +216,7 @@ class StreamSink:
         self._secrets = secrets
         self._scanner = _Scanner(on_message, want_assistant=want_assistant)
         self._on_line = on_line
+        self._on_block = on_block
         self._splitter = _LineSplitter(
             limit=limit, log=log, mask=self._mask, write_lines=self._write_lines, stats=self.stats
         )
@@ -231,6 +234,8 @@ class StreamSink:
         self.stats.lines += block.count(b"\n")
         self.stats.bytes += len(block)
         self._scanner.scan(block)
+        if self._on_block is not None:
+            self._on_block(block)
         if self._on_line is not None:
             for line in block.split(b"\n")[:-1]:
                 self._on_line(line)

@@ -42,7 +42,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
@@ -70,6 +70,9 @@ from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.resolved import ResolvedTask
 from claude_runner.redact import Redactor
+
+if TYPE_CHECKING:
+    from claude_runner.progress import StreamActivity
 
 STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
@@ -171,6 +174,7 @@ class TaskRun:
         self._started = 0.0
         self._prompt = ""
         self._session_cost = 0.0  # what the current session's CLI last reported in all
+        self._activity: StreamActivity | None = None  # a live view: the agent's activity
         self._env: dict[str, str] = {}
         self._check_command = ""
         self._base: str | None = None
@@ -385,8 +389,13 @@ class TaskRun:
                 on_result=self._on_result,
                 on_line=self._on_line if task.verbosity == "vv" else None,
                 on_assistant=self._on_assistant if ctx.track_usage else None,
+                on_block=self._on_block if ctx.observers is not None else None,
             ),
         )
+        if ctx.observers is not None:
+            from claude_runner.progress import StreamActivity  # noqa: PLC0415
+
+            self._activity = StreamActivity()
         at.cli_runs += 1
         ctx.watchman.group(at.cli.child.pid)
 
@@ -823,12 +832,22 @@ class TaskRun:
 
     def _on_result(self, message: dict[str, Any]) -> None:
         self.result.take_result_message(message)
+        if self._activity is not None and self.ctx.observers is not None:
+            changed = self._activity.result(message)
+            self.ctx.observers.activity(self.task.stage_id, self.task.id, *changed)
         if self.task.verbosity == "v":
             self._output(message, None)
 
     def _on_assistant(self, outcome: Outcome) -> None:
-        if self.ctx.on_activity is not None:
-            self.ctx.on_activity(self, outcome)
+        """Token usage is recorded by the CliRun itself (for a killed run's estimate)."""
+
+    def _on_block(self, block: bytes) -> None:
+        activity, observers = self._activity, self.ctx.observers
+        if activity is None or observers is None:
+            return
+        changed = activity.feed(block)
+        if changed is not None:
+            observers.activity(self.task.stage_id, self.task.id, *changed)
 
     def _on_line(self, line: bytes) -> None:
         message = stream.parse_object(line)

@@ -124,7 +124,7 @@ def run_pipeline(
         claude_bin=claude_bin,
         env=env,
         writer=writer,
-        secrets=tuple(s.encode() for s in redactor.secrets),  # longest first
+        redactor=redactor,
         git_dir=preserve.git_dir_of(workspace, env),
         identity=(settings.git_user_name, settings.git_user_email),
     )

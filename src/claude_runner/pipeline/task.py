@@ -52,6 +52,7 @@ from claude_runner.pipeline.events import (
 from claude_runner.pipeline.result import TaskResult
 from claude_runner.plan.models import ResolvedTask
 from claude_runner.plan.promptfile import read_prompt_file
+from claude_runner.redact import Redactor
 
 STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
@@ -71,7 +72,7 @@ class RunContext:
     claude_bin: str
     env: Mapping[str, str]
     writer: EventWriter
-    secrets: tuple[bytes, ...]
+    redactor: Redactor
     git_dir: Path | None
     identity: tuple[str, str]
 
@@ -262,7 +263,7 @@ class TaskRun:
             self._write_log,
             on_message=self._on_message,
             on_line=self._on_line if task.verbosity == "vv" else None,
-            secrets=ctx.secrets,
+            masker=ctx.redactor.stream(),
         )
 
     def _cwd(self) -> Path:

@@ -36,6 +36,7 @@ from claude_runner.redact.shapes import SHAPES, Shape
 MASK: Final = b"***"
 # Bytes kept before the release point for a shape's word-start test (\uXXXX is 6).
 _CONTEXT = 8
+_FAST_HELD = 4096  # StreamMasker.feed copies a held tail up to this long
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _ESCAPE_LETTERS = frozenset(b"nrtbfv0")
@@ -164,6 +165,9 @@ class Engine:
         self.anchors = list(rules)
         self.rules = [rules[a] for a in self.anchors]
         self.longest = max((len(a) for a in self.anchors), default=0)
+        # A chunk at least this long decides its own release point (see StreamMasker.feed).
+        self.margin = self.longest + max((most for _, most in self.reaching), default=0)
+        self.margin += _CONTEXT + 1
         self._proper_prefixes = {a[:k] for a in self.anchors for k in range(1, len(a))}
         self._first = self._every = None
         if self.anchors:
@@ -240,9 +244,32 @@ class StreamMasker:
         self.names: set[str] = set()
 
     def feed(self, chunk: bytes) -> bytes:
+        """The bytes of the stream up to ``chunk`` that are safe to write now."""
         if not chunk:
             return b""
-        return self._advance(self._buf + chunk if self._buf else bytes(chunk), closed=False)
+        held, engine = self._buf, self._engine
+        if (
+            self._intervals
+            or self._masked_to > self._released
+            or len(held) > _FAST_HELD
+            or len(chunk) < engine.margin
+        ):
+            return self._advance(held + chunk if held else bytes(chunk), closed=False)
+        # The fast path, for a chunk without an anchor: no copy of it is made, and it is
+        # returned as it is when it ends where the stream can be released.
+        unscanned = held[self._scanned - self._base :]
+        if engine.any_anchor(unscanned + chunk[: engine.longest - 1]) or engine.any_anchor(chunk):
+            return self._advance(held + chunk, closed=False)
+        decided = engine.unseen(chunk)  # the margin keeps these inside the chunk
+        release = decided - engine.reach(chunk, decided)
+        start = self._base + len(held)  # stream offset of chunk[0]
+        pending = held[self._released - self._base :]
+        out = chunk if release == len(chunk) else chunk[:release]
+        self._buf = chunk[release - _CONTEXT :]
+        self._base = start + release - _CONTEXT
+        self._released = start + release
+        self._scanned = start + decided
+        return pending + out if pending else out
 
     def close(self) -> bytes:
         """The end of the stream: everything not yet returned."""

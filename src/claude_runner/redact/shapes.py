@@ -71,7 +71,7 @@ SHAPES: tuple[Shape, ...] = (
     _run("anthropic-key", (b"sk-ant-",), _URLSAFE, 8),
     _run("openai-key", (b"sk-proj-", b"sk-svcacct-", b"sk-admin-"), _URLSAFE, 20),
     _run("aws-access-key-id", (b"AKIA", b"ASIA"), b"A-Z0-9", 16, 16, boundary=True),
-    _run("slack-token", (b"xox",), b"A-Za-z0-9\\-", 12),  # xoxb-, xoxp-, xoxa-, xoxe-...
+    _run("slack-token", tuple(b"xox%c-" % c for c in b"abeoprs"), b"A-Za-z0-9\\-", 10),
     _run("gitlab-token", (b"glpat-",), _URLSAFE, 20),
     _run("npm-token", (b"npm_",), _B62, 36, boundary=True),
     _run("pypi-token", (b"pypi-AgEIcHlwaS5vcmc",), _URLSAFE, 50, 1024),
@@ -79,11 +79,13 @@ SHAPES: tuple[Shape, ...] = (
     _run("huggingface-token", (b"hf_",), _B62, 34, boundary=True),
     _run("stripe-key", (b"k_live_",), _B62, 20),  # sk_live_, rk_live_
     _run("docker-hub-token", (b"dckr_pat_",), _URLSAFE, 20),
-    # A JSON Web Token: base64url header "eyJ...", payload "eyJ...", signature.
+    # A JSON Web Token: base64url header, payload, signature. The header is a JSON object
+    # whose first key is alg, typ, kid or enc ({"alg" is eyJhbGci); a bare "eyJ" anchor
+    # would stop at every base64-encoded JSON and slow the scan of all output.
     Shape(
         "jwt",
-        (b"eyJ",),
-        rb"[A-Za-z0-9_-]{4,1024}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,1024}",
+        (b"eyJhbGci", b"eyJ0eXAi", b"eyJraWQi", b"eyJlbmMi"),
+        rb"[A-Za-z0-9_-]{0,1024}\.eyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,1024}",
         b"A-Za-z0-9_\\-.",
         1024 + 4 + 4096 + 1 + 1024,
         boundary=True,

@@ -48,7 +48,8 @@ def run(args: Args) -> int:
         if args.dry_run:
             from claude_runner.plan.schema import dry_run_document  # noqa: PLC0415
 
-            sys.stdout.write(json.dumps(dry_run_document(plan, plan_path=path), indent=2) + "\n")
+            document = json.dumps(dry_run_document(plan, plan_path=path), indent=2)
+            sys.stdout.write(redactor(document) + "\n")
             return 0
 
     claude_bin = agent.resolve_claude_bin(settings.claude_bin, env)
@@ -94,6 +95,7 @@ def run(args: Args) -> int:
                     workspace=workspace,
                     cancel=cancel,
                     supervise=daemon is not None,
+                    redactor=redactor,
                 )
         finally:
             if daemon is not None:
@@ -128,10 +130,14 @@ def _run_agent(
     workspace: Path,
     cancel: Cancellation,
     supervise: bool,
+    redactor: Redactor,
 ) -> int:
     from claude_runner import modes  # noqa: PLC0415
 
     if args.task:
+        from claude_runner.pipeline.configdir import UserConfig  # noqa: PLC0415
+
+        # The CLI reads the user's own config here: its credentials are secrets too.
         return modes.run_single_prompt(
             claude_bin,
             prompt=args.prompt,
@@ -140,6 +146,7 @@ def _run_agent(
             env=env,
             workspace=workspace,
             cancel=cancel,
+            redactor=redactor.with_secrets(UserConfig.read(env).secrets),
         )
     return modes.run_interactive(
         claude_bin,

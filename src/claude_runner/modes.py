@@ -1,14 +1,21 @@
-"""The agent run modes of a plain (non-pipeline) start: interactive and single prompt."""
+"""The agent run modes of a plain (non-pipeline) start: interactive and single prompt.
+
+Single prompt: the CLI's stdout and stderr pass through the runner, masked and streaming
+(``relay``). Interactive: the CLI gets the terminal itself and the runner writes nothing
+there, so nothing the session shows is masked (a person is watching it, not a log).
+"""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from claude_runner import proc
+from claude_runner import proc, relay
 from claude_runner.agent import VERBOSITY_FORMATS, build_print_argv, interactive_argv
+from claude_runner.redact import Redactor
 from claude_runner.signals import Cancellation
 
 STOP_GRACE = 5.0
@@ -23,9 +30,11 @@ def run_single_prompt(
     env: Mapping[str, str],
     workspace: Path,
     cancel: Cancellation,
+    redactor: Redactor,
 ) -> int:
-    """Run one prompt; the CLI's stdout/stderr pass through untouched, its exit code
-    is returned. A cancellation stops the CLI and its tools (SIGINT first)."""
+    """Run one prompt; the CLI's stdout/stderr reach ours masked by ``redactor`` and
+    otherwise unchanged, as they are written; its exit code is returned. A cancellation
+    stops the CLI and its tools (SIGINT first) while their last output is relayed."""
     argv = build_print_argv(
         claude_bin,
         prompt=prompt,
@@ -33,7 +42,26 @@ def run_single_prompt(
         output_format=VERBOSITY_FORMATS[verbosity],
         verbose=verbosity == "vv",
     )
-    child = proc.spawn(argv, cwd=workspace, env=env)
+    child = proc.spawn(argv, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stopper: list[threading.Thread] = []
+
+    def on_tick() -> None:
+        if cancel.event.is_set() and not stopper:
+            stopper.append(
+                threading.Thread(
+                    target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
+                )
+            )
+            stopper[0].start()
+
+    try:
+        relay.relay(child, redactor, tick=on_tick)
+    except BaseException:
+        proc.stop(child, grace=STOP_GRACE)
+        raise
+    if stopper:
+        stopper[0].join()
+        return child.wait()
     return _supervise(child, cancel)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from claude_runner.config import Settings
-from claude_runner.pipeline import orphans, preserve, taskspace
+from claude_runner.pipeline import configdir, orphans, preserve, taskspace
 from claude_runner.pipeline.events import (
     EventWriter,
     PlanFinish,
@@ -85,7 +85,7 @@ class _Run:
         run_stage(runs, config_dirs=config_dirs, abort_reason=self._abort, finished=self._finished)
         orphans.kill_marked(TASK_MARKER, f"{ctx.plan_run_id}/{stage.id}/", prefix=True)
         for config_dir in config_dirs:
-            taskspace.drop_credentials(config_dir)
+            configdir.scrub(config_dir, ctx.redactor)
         stage_results = [r.result for r in runs]
         ctx.writer.emit(
             StageFinish(
@@ -114,7 +114,9 @@ def run_pipeline(
     plan_run_id = taskspace.new_plan_run_id()
     run_dir = runs_root / plan_run_id
     run_dir.mkdir()  # secrets stay in the 0700 config dirs inside
-    redactor = Redactor.from_env(env)
+    user_config = configdir.UserConfig.read(env)
+    env = {**env, **user_config.agent_env}  # the user's primaryApiKey, never on disk
+    redactor = Redactor.from_env(env).with_secrets(user_config.secrets)
     writer = EventWriter(out, run_dir / "events.jsonl", redactor)
     settings = Settings.from_env(env)
     ctx = RunContext(

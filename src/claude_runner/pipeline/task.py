@@ -41,7 +41,7 @@ from typing import Any
 from claude_runner import proc
 from claude_runner.agent import build_agent_env, build_print_argv
 from claude_runner.errors import RunnerError
-from claude_runner.pipeline import orphans, preserve, stream, taskspace
+from claude_runner.pipeline import configdir, orphans, preserve, stream, taskspace
 from claude_runner.pipeline.events import (
     EventWriter,
     TaskFinish,
@@ -224,7 +224,7 @@ class TaskRun:
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
         res.config_dir = str(config_dir)
         if seed_config:
-            taskspace.seed_config_dir(config_dir, ctx.env)
+            configdir.seed_config_dir(config_dir, ctx.env)
         env = build_agent_env(ctx.env, config_dir=config_dir)
         env[TASK_MARKER] = self._marker
         prompt = self._prompt

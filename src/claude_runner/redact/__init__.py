@@ -11,8 +11,8 @@ Masked (each replaced by ``***``):
   length (at most 16 bytes): see ``forms.py``;
 - token shapes with a documented prefix, whatever their value (``shapes.py``).
 
-APIs: a string API (``__call__``/``text``: messages, events), a bytes API
-(``bytes``), a streaming API (``stream()``: ``feed(chunk)`` returns the bytes safe to
+APIs: a string API (``__call__``/``mask_text``: messages, events), a bytes API
+(``mask_bytes``), a streaming API (``stream()``: ``feed(chunk)`` returns the bytes safe to
 write now, ``close()`` the rest, and the output equals the bytes API's result for any
 chunking: task logs, stderr logs, single-prompt output) and ``names_in`` (which known
 secrets appear, for reporting secrets an agent wrote into its changes).
@@ -69,7 +69,9 @@ class Redactor:
         *,
         shapes: Sequence[Shape] = SHAPES,
     ) -> None:
-        pairs = secrets.items() if isinstance(secrets, Mapping) else (("secret", v) for v in secrets)
+        pairs = (
+            secrets.items() if isinstance(secrets, Mapping) else (("secret", v) for v in secrets)
+        )
         self._pairs = tuple((name, value) for name, value in pairs if len(value) >= MIN_SECRET)
         self._shapes = tuple(shapes)
         self._engine = Engine(self._pairs, self._shapes)
@@ -92,9 +94,9 @@ class Redactor:
         return dict(self._pairs)
 
     def __call__(self, text: str) -> str:
-        return self.text(text)
+        return self.mask_text(text)
 
-    def text(self, text: str) -> str:
+    def mask_text(self, text: str) -> str:
         """``text`` with secrets masked."""
         data = text.encode("utf-8", "surrogatepass")
         masked = mask(self._engine, data)
@@ -105,7 +107,7 @@ class Redactor:
         except UnicodeDecodeError:  # a mask cut a non-ASCII secret's character in two
             return masked.decode("utf-8", "replace")
 
-    def bytes(self, data: bytes) -> bytes:
+    def mask_bytes(self, data: bytes) -> bytes:
         """``data`` with secrets masked (``data`` itself when it holds none)."""
         return mask(self._engine, data)
 

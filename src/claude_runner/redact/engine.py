@@ -242,6 +242,7 @@ class StreamMasker:
         self._masked_to = -1  # end of the last mask returned
         self._intervals: set[Interval] = set()
         self.names: set[str] = set()
+        self.masks = 0  # how many masks were returned
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of the stream up to ``chunk`` that are safe to write now."""
@@ -321,6 +322,7 @@ class StreamMasker:
                 self._masked_to = max(self._masked_to, b)
             else:
                 parts += (buf[pos - base : a - base], MASK)
+                self.masks += 1
                 self._masked_to = b
             pos = max(pos, self._masked_to)
         if pos < stop:

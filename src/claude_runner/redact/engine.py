@@ -244,6 +244,11 @@ class StreamMasker:
         self.names: set[str] = set()
         self.masks = 0  # how many masks were returned
 
+    @property
+    def held(self) -> int:
+        """How many bytes are kept (held back, or context for the next chunk)."""
+        return len(self._buf)
+
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of the stream up to ``chunk`` that are safe to write now."""
         if not chunk:

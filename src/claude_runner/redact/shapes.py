@@ -77,7 +77,7 @@ SHAPES: tuple[Shape, ...] = (
     _run("pypi-token", (b"pypi-AgEIcHlwaS5vcmc",), _URLSAFE, 50, 1024),
     _run("google-api-key", (b"AIza",), _URLSAFE, 35, 35, boundary=True),
     _run("huggingface-token", (b"hf_",), _B62, 34, boundary=True),
-    _run("stripe-key", (b"k_live_",), _B62, 20),  # sk_live_, rk_live_
+    _run("stripe-key", (b"sk_live_", b"rk_live_"), _B62, 20),
     _run("docker-hub-token", (b"dckr_pat_",), _URLSAFE, 20),
     # A JSON Web Token: base64url header, payload, signature. The header is a JSON object
     # whose first key is alg, typ, kid or enc ({"alg" is eyJhbGci); a bare "eyJ" anchor

@@ -149,7 +149,7 @@ def test_a_line_longer_than_the_limit_is_masked_across_every_chunk() -> None:
     secret = b"ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
     line = b"x" * 7 + secret * 1000  # 40 kB, no newline; copies straddle the 1000 B reads
     masker = Redactor({"GH_TOKEN": secret.decode()}, shapes=()).stream()
-    log, messages, lines, stats = run_pump(line + b"\nok\n", masker=masker, limit=1000)
+    log, _, lines, stats = run_pump(line + b"\nok\n", masker=masker, limit=1000)
     assert stats.overlong == [len(line)]
     assert log == b"xxxxxxx***\nok\n"  # adjacent copies are one mask
     assert lines == [b"ok"]

@@ -105,7 +105,9 @@ def test_forms_of_a_value_are_masked() -> None:
     assert escaped != ODD
     assert REDACT(f'{{"v":"{escaped}"}}') == '{"v":"***"}'
     assert REDACT(json.dumps(ODD, ensure_ascii=False)) == '"***"'
-    assert REDACT(f"https://x.invalid/?k={quote(ODD, safe='')}&a=1") == "https://x.invalid/?k=***&a=1"
+    assert (
+        REDACT(f"https://x.invalid/?k={quote(ODD, safe='')}&a=1") == "https://x.invalid/?k=***&a=1"
+    )
     # git's http.extraheader of a CI checkout: base64 of "x-access-token:<token>".
     header = base64.b64encode(f"x-access-token:{GH_TOKEN}".encode()).decode()
     # 15 bytes of prefix are 20 characters; the token's 53 follow; "A==" mixes its end

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claude_runner import proc
 from claude_runner.redact import MASK, Redactor, secrets_from_env
 from claude_runner.redact.forms import threshold
 from claude_runner.redact.shapes import SHAPES
@@ -264,3 +269,23 @@ def test_output_streams_up_to_what_could_begin_a_secret() -> None:
     assert masker.feed(GH_TOKEN[4:].encode() + b" done\n") == b"*** done\n"
     assert masker.feed(b"and " + GH_TOKEN[:10].encode()) == b"and "
     assert masker.close() == GH_TOKEN[:10].encode()  # too short a piece to mask
+
+
+def test_a_childs_stderr_piped_through_the_masker_into_a_log(tmp_path: Path) -> None:
+    """How a task's stderr log is to be written: read the pipe, feed, write, close."""
+    script = (
+        "import os, sys\n"
+        "data = ('warn: token=' + sys.argv[1] + '\\n') * 3 + 'cut ' + sys.argv[1][:30]\n"
+        "for i in range(0, len(data), 3):\n"
+        "    os.write(2, data[i : i + 3].encode())\n"
+    )
+    child = proc.spawn([sys.executable, "-c", script, GH_TOKEN], stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    masker = REDACT.stream()
+    log = tmp_path / "t.stderr.log"
+    with log.open("wb") as f:
+        while chunk := os.read(child.stderr.fileno(), 65536):
+            f.write(masker.feed(chunk))
+        f.write(masker.close())
+    assert child.wait(timeout=30) == 0
+    assert log.read_text() == "warn: token=***\n" * 3 + "cut ***"

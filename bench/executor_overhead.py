@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import _repo  # noqa: E402
 from claude_runner import proc  # noqa: E402
 from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
 from claude_runner.plan.models import Plan, resolve  # noqa: E402
+from claude_runner.runtime import Runtime  # noqa: E402
 
 ROUNDS = 7
 TASKS = 200
@@ -89,12 +89,11 @@ def main() -> int:
                 start = time.perf_counter()
                 code = run_pipeline(
                     plan,
+                    Runtime.from_env(
+                        {**env, "PIPELINE_WORKSPACES_ROOT": str(root)}, claude_bin=str(agent)
+                    ),
                     workspace=workspace,
                     plan_path=Path("plan.yml"),
-                    claude_bin=str(agent),
-                    env=env,
-                    runs_root=root,
-                    cancel=threading.Event(),
                     out=out,
                 )
                 elapsed = time.perf_counter() - start

@@ -21,7 +21,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from tests.fakeapi import FakeMessagesAPI  # noqa: E402
 import _repo  # noqa: E402
 from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
 from claude_runner.plan.models import Plan, resolve  # noqa: E402
+from claude_runner.runtime import Runtime  # noqa: E402
 
 ROUNDS = 5
 TASKS = 32
@@ -96,12 +96,11 @@ def measure(tmp: Path, cli: str, url: str) -> float:
         start = time.perf_counter()
         code = run_pipeline(
             plan,
+            Runtime.from_env(
+                {**env, "PIPELINE_WORKSPACES_ROOT": str(tmp / f"runs-{round_no}")}, claude_bin=cli
+            ),
             workspace=workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=cli,
-            env=env,
-            runs_root=tmp / f"runs-{round_no}",
-            cancel=threading.Event(),
             out=events,
         )
         elapsed = time.perf_counter() - start

@@ -38,6 +38,7 @@ import io, json, os, sys, threading, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.runtime import Runtime
 from claude_runner.plan.models import Plan, resolve
 
 tmp = Path(sys.argv[2])
@@ -52,12 +53,17 @@ events = io.StringIO()
 start = time.perf_counter()
 code = run_pipeline(
     plan,
+    Runtime.from_env(
+        {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp),
+            "ANTHROPIC_API_KEY": sys.argv[4],
+            "PIPELINE_WORKSPACES_ROOT": str(tmp / "runs"),
+        },
+        claude_bin=str(agent),
+    ),
     workspace=tmp / "ws",
     plan_path=Path("plan.yml"),
-    claude_bin=str(agent),
-    env={"PATH": os.environ["PATH"], "HOME": str(tmp), "ANTHROPIC_API_KEY": sys.argv[4]},
-    runs_root=tmp / "runs",
-    cancel=threading.Event(),
     out=events,
 )
 elapsed = time.perf_counter() - start

@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +50,7 @@ from claude_runner import proc
 from claude_runner.copytree import copy_tree, remove_tree
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.runtime import Runtime
 
 AGENT = """#!/bin/sh
 printf '%s\\n' '{"type":"system","subtype":"init","session_id":"bench"}'
@@ -95,12 +95,16 @@ def make_run_runner(workspace: Path, agent: Path) -> Method:
         events = io.StringIO()
         code = run_pipeline(
             resolve(Plan.model_validate(plan)),
+            Runtime.from_env(
+                {
+                    "PATH": os.environ["PATH"],
+                    "HOME": str(agent.parent),
+                    "PIPELINE_WORKSPACES_ROOT": str(mnt),
+                },
+                claude_bin=str(agent),
+            ),
             workspace=workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=str(agent),
-            env={"PATH": os.environ["PATH"], "HOME": str(agent.parent)},
-            runs_root=mnt,
-            cancel=threading.Event(),
             out=events,
         )
         result = json.loads(events.getvalue().splitlines()[-1])

@@ -20,6 +20,7 @@ import pytest
 from claude_runner import proc
 from claude_runner.config import ENV_VARS
 from tests.fakeapi import FakeMessagesAPI
+from tests.runs import Runner
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED_CLI = REPO / "tools" / "claude-code" / "node_modules" / ".bin" / "claude"
@@ -165,3 +166,18 @@ def run_runner_process(
 @pytest.fixture
 def run_runner() -> RunRunner:
     return run_runner_process
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Runner:
+    """Runs plans in-process with the fault-injection agent."""
+    return Runner(tmp_path)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]) -> Runner:
+    """Runs plans in-process with the real CLI against the stand-in API."""
+    r = Runner(tmp_path)
+    r.claude_bin = claude_bin
+    r.env = claude_env
+    return r

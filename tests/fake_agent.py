@@ -1,6 +1,7 @@
 """A stand-in for the Claude Code CLI, for fault injection only.
 
-Invoked like the real CLI (``fake_agent.py -p <prompt> ... --output-format stream-json``);
+Invoked like the real CLI (``fake_agent.py -p ... --output-format stream-json -- <prompt>``,
+or the prompt on stdin);
 the first word of the prompt picks the behaviour:
 
     ok                  init + a successful result
@@ -14,6 +15,7 @@ the first word of the prompt picks the behaviour:
     bigline <bytes>     init, one assistant line of that size, then success
     error               init, a result with is_error true, exit 1
     secret              init, prints $ANTHROPIC_API_KEY in a line and in the result
+    stderr-secret       init, prints $ANTHROPIC_API_KEY on stderr (split across writes)
     config              init, an assistant line with $CLAUDE_CONFIG_DIR and its files
     daemon              init, a grandchild that keeps stdout open and lives on, success
     daemon-unmarked     the same, but the grandchild wipes its environment (no task
@@ -116,8 +118,8 @@ def _nothing() -> None:
 
 
 def main(argv: list[str]) -> int:
-    after = argv[argv.index("-p") + 1 :] if "-p" in argv else []
-    prompt = after[0] if after and not after[0].startswith("--") else sys.stdin.read()
+    # As the runner calls the real CLI: the prompt is the operand after "--", else stdin.
+    prompt = argv[argv.index("--") + 1] if "--" in argv else sys.stdin.read()
     words = prompt.split()
     mode = words[0] if words else "ok"
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
@@ -142,6 +144,15 @@ def main(argv: list[str]) -> int:
     if mode == "error":
         _result(session, is_error=True, text="API Error: 500 overloaded")
         return 1
+    if mode == "stderr-secret":
+        value = os.environ.get("ANTHROPIC_API_KEY", "")
+        half = len(value) // 2
+        for part in (f"warning: key {value[:half]}", f"{value[half:]} rejected\n"):
+            sys.stderr.write(part)
+            sys.stderr.flush()
+            time.sleep(0.05)  # two writes, so two reads on the runner's side
+        _result(session, text="ok")
+        return 0
     if mode == "secret":
         value = os.environ.get("ANTHROPIC_API_KEY", "")
         _emit({"type": "assistant", "text": f"the key is {value}"})

@@ -37,11 +37,12 @@ def test_print_argv(fmt: str, verbose: bool, tail: list[str]) -> None:
     assert argv == [
         "claude",
         "-p",
-        "run tests",
         "--model",
         "opus",
         *tail,
         "--dangerously-skip-permissions",
+        "--",
+        "run tests",
     ]
 
 
@@ -62,9 +63,10 @@ def test_prompt_that_looks_like_a_flag_stays_a_prompt_and_fixed_flags_come_last(
     argv = build_print_argv(
         "claude", prompt="--output-format", model=None, output_format="json", verbose=False
     )
-    assert argv[2] == "--output-format"
-    assert argv[-1] == "--dangerously-skip-permissions"
-    assert argv[-3:-1] == ["--output-format", "json"]
+    # Everything after "--" is an operand for the CLI's option parser.
+    assert argv[-2:] == ["--", "--output-format"]
+    assert argv[-3] == "--dangerously-skip-permissions"
+    assert argv[2:4] == ["--output-format", "json"]
 
 
 def test_interactive_argv() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,21 @@ def test_options_anywhere_and_equals_form() -> None:
     assert args == Args(debug=True, model="opus", task=("fix", "bug"))
 
 
+@pytest.mark.parametrize(
+    "model", ["haiku", "sonnet", "claude-sonnet-4-5", "claude-3-5-haiku-latest"]
+)
+def test_models_by_alias_or_full_id(model: str) -> None:
+    args = parse_args(["--model", model, "go"])
+    assert isinstance(args, Args)
+    assert args.model == model
+
+
+def test_plan_from_stdin_and_schema_versions() -> None:
+    assert parse_args(["--pipeline", "-"]) == Args(pipeline=Path("-"))
+    assert parse_args(["--print-schema"]) == Args(print_schema="v2")
+    assert parse_args(["--print-schema", "v1"]) == Args(print_schema="v1")
+
+
 def test_pipeline_example() -> None:
     args = parse_args(["--pipeline", ".agent/pipeline.yml", "--model", "opus"])
     assert args == Args(model="opus", pipeline=Path(".agent/pipeline.yml"))
@@ -50,7 +66,9 @@ def test_pipeline_example() -> None:
     ("argv", "message"),
     [
         (["--pipeline", "p.yml", "do", "it"], "task words cannot be combined with --pipeline"),
-        (["--model", "haiku", "x"], "--model 'haiku' is not supported"),
+        (["--model", "gpt-4", "x"], "--model 'gpt-4' is not a model"),
+        (["--model", "Claude-Opus", "x"], "--model 'Claude-Opus' is not a model"),
+        (["", " "], "the prompt is empty"),
         (["--model"], "--model needs a value"),
         (["--pipline", "p.yml"], "did you mean --pipeline?"),
         (["-x", "go"], "put it after --"),
@@ -94,3 +112,49 @@ def test_version_from_a_real_process() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("claude-runner ")
     assert done.stderr == ""
+
+
+def _runner(argv: list[str], env: dict[str, str], stdin: bytes = b"") -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "claude_runner", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+
+
+def test_print_schema_reads_no_environment(tmp_path: Path) -> None:
+    # A bad variable concerns a run, not printing the schema.
+    child = _runner(["--print-schema"], {"ENABLE_DIND": "maybe", "HOME": str(tmp_path)})
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert json.loads(out)["$schema"]
+
+
+def test_plan_from_stdin(tmp_path: Path) -> None:
+    plan = b"version: v1\nstages:\n  - id: s\n    tasks:\n      - {id: t, prompt: hi}\n"
+    env = {"HOME": str(tmp_path), "WORKSPACE_DIR": str(tmp_path / "ws")}
+    child = _runner(["--pipeline", "-", "--dry-run"], env)
+    out, err = child.communicate(plan, timeout=30)
+    assert child.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["plan"] == "<stdin>"
+    assert doc["stages"][0]["tasks"][0]["prompt"] == {"text": "hi"}
+
+
+def test_a_relative_plan_path_that_is_missing_says_where_it_looked(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "WORKSPACE_DIR": str(tmp_path / "ws")}
+    child = _runner(["--pipeline", "plan.yaml", "--dry-run"], env)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 2
+    message = err.decode()
+    assert message.count("\n") == 2  # the head line and the one problem
+    assert f"{tmp_path / 'ws' / 'plan.yaml'}: plan file not found" in message
+    assert "a relative --pipeline path is read from" in message
+    assert "SOURCE_WORKSPACE_DIR" in message
+
+
+def test_an_empty_prompt_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([""]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from tests.fakeapi import (
     Text,
     ToolUse,
 )
-from tests.test_pipeline_faults import (
+from tests.runs import (
     REPO,
     Events,
     Runner,
@@ -51,14 +51,6 @@ def git(cwd: Path, *args: str) -> str:
     done = proc.run(["git", *args], cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-@pytest.fixture
-def cli(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]) -> Runner:
-    r = Runner(tmp_path)
-    r.claude_bin = claude_bin
-    r.env = claude_env
-    return r
 
 
 def t(tid: str, prompt: str, **extra: Any) -> dict[str, Any]:
@@ -132,7 +124,7 @@ def test_session_binding_cost_and_usage_are_the_clis(
     assert totals["usage"]["input_tokens"] == res["usage"]["input_tokens"]
     # The session is stored in the task's own CLAUDE_CONFIG_DIR, under its cwd.
     config = Path(res["config_dir"])
-    assert config == Path(result_of(events)["run_dir"]) / ".claude-config" / "s" / "slot-0"
+    assert config == Path(result_of(events)["run_dir"]) / "config" / "slot-0"
     assert list(config.glob(f"projects/*/{res['session_id']}.jsonl"))
     assert of_type(events, "task_output") == []  # text verbosity forwards nothing
 
@@ -234,7 +226,7 @@ def test_workspace_modes_and_worktree_work_preserved(
     # worktree: a copy with earlier stages' changes, untracked and ignored files.
     wt = task(events, "two", "wt")
     copy = Path(wt["workspace"])
-    assert copy == Path(result_of(events)["run_dir"]) / "two" / "wt"
+    assert copy == Path(result_of(events)["run_dir"]) / "tasks" / "two" / "wt" / "workspace"
     assert (copy / "shared.txt").read_text() == "from-shared\n"
     assert (copy / "untracked.txt").exists()
     assert (copy / "ignored.txt").exists()
@@ -264,7 +256,7 @@ def test_workspace_modes_and_worktree_work_preserved(
     )
     assert (repo / ".git" / "index").read_bytes() == index_before
     patch = Path(wt["patch"])
-    assert patch == Path(result_of(events)["run_dir"]) / "two" / "wt.patch"
+    assert patch == Path(result_of(events)["run_dir"]) / "tasks" / "two" / "wt" / "changes.patch"
     check = tempfile.mkdtemp()
     try:
         git(repo, "worktree", "add", "-q", "--detach", check, start)
@@ -480,3 +472,74 @@ def test_exit_code_and_stdout_through_the_cli(
     run_dir = Path(events[-1]["run_dir"])
     assert json.loads((run_dir / "result.json").read_text()) == events[-1]
     assert key not in (run_dir / "events.jsonl").read_text()
+
+
+def test_secrets_an_agent_writes_into_its_changes_are_reported(
+    cli: Runner, fake_api: FakeMessagesAPI, repo: Path
+) -> None:
+    fake_api.on(
+        "leak-it",
+        ToolUse("Bash", {"command": 'echo "key=$ANTHROPIC_API_KEY" > config.env'}),
+        Text("wrote it"),
+    )
+    code, events = cli.run(plan_of({"id": "s", "tasks": [t("w", "leak-it", workspace="worktree")]}))
+    assert code == 0, result_of(events)
+    res = task(events, "s", "w")
+    # The user's content stays as the agent wrote it, but not silently.
+    assert cli.env["ANTHROPIC_API_KEY"] in Path(res["patch"]).read_text()
+    assert res["secrets_in_changes"] == ["ANTHROPIC_API_KEY"]
+    finish = next(e for e in of_type(events, "task_finish") if e["task_id"] == "w")
+    assert finish["secrets_in_changes"] == ["ANTHROPIC_API_KEY"]
+    assert any("contain the value of ANTHROPIC_API_KEY" in n for n in res["notes"])
+
+
+@pytest.mark.root
+def test_a_non_root_agent_that_chmods_a_snapshot_is_caught(
+    cli: Runner,
+    fake_api: FakeMessagesAPI,
+    unprivileged: tuple[int, int, Path],
+    tmp_path: Path,
+    public_checkout: PublicCheckout,
+) -> None:
+    uid, gid, home = unprivileged
+    runs = Path(tempfile.mkdtemp(prefix="crt-runs-"))
+    runs.chmod(0o755)
+    cli.runs_root = runs
+    wrapper = tmp_path / "claude-as-user"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'chown -R {uid}:{gid} "$CLAUDE_CONFIG_DIR"\n'
+        f"export HOME={home}\n"
+        "unset IS_SANDBOX\n"
+        f"exec setpriv --reuid={uid} --regid={gid} --clear-groups -- "
+        f'{public_checkout.claude_bin} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cli.claude_bin = str(wrapper)
+    # The agent owns its files, as in the image where runner and agent are one user
+    # (the copy keeps the owner of the source).
+    (cli.workspace / "kept.txt").write_text("x\n")
+    proc.run(["chown", "-R", f"{uid}:{gid}", str(cli.workspace)])
+    fake_api.on(
+        "sneak",
+        ToolUse("Bash", {"command": "chmod u+w . && echo z > new2.txt; echo rc=$?"}),
+        Text("sneaked"),
+    )
+    try:
+        code, events = cli.run(
+            plan_of({"id": "s", "tasks": [t("ro", "sneak", workspace="snapshot_ro")]})
+        )
+        res = task(events, "s", "ro")
+        assert "rc=0" in fake_api_tool_output(fake_api)  # the write itself succeeded
+        assert code == 1
+        assert (res["status"], res["failure_kind"]) == ("failed", "snapshot_modified")
+        # Exactly what the agent changed: the directory's mode and the new file.
+        assert res["reason"].startswith("the read-only snapshot was modified (., new2.txt)")
+        assert (Path(res["workspace"]) / "new2.txt").read_text() == "z\n"
+    finally:
+        proc.run(["chmod", "-R", "u+w", str(runs)])
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def fake_api_tool_output(fake_api: FakeMessagesAPI) -> str:
+    return json.dumps(fake_api.requests[-1]["messages"][-1])

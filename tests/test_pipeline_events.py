@@ -27,13 +27,14 @@ PINNED = {
     ),
     "pipeline_event.stage_start": (*ENVELOPE, "stage_id", "mode", "max_parallel", "task_count"),
     "pipeline_event.task_start": (
-        *ENVELOPE, *TASK, "model", "workspace_mode", "workspace", "log",
+        *ENVELOPE, *TASK, "model", "workspace_mode", "workspace", "log", "workspace_method",
+        "read_only",
     ),
     "pipeline_event.task_session_bind": (*ENVELOPE, *TASK, "session_id"),
     "pipeline_event.task_output": (*ENVELOPE, *TASK, "message", "raw"),
     "pipeline_event.task_finish": (
-        *ENVELOPE, *TASK, "status", "exit_code", "signal", "is_error", "reason", "duration_s",
-        "session_id", "branch", "patch", "changed_files",
+        *ENVELOPE, *TASK, "status", "failure_kind", "exit_code", "signal", "is_error", "reason",
+        "duration_s", "session_id", "branch", "patch", "changed_files", "secrets_in_changes",
     ),
     "pipeline_event.stage_finish": (*ENVELOPE, "stage_id", "status", "duration_s", "counts"),
     "pipeline_event.plan_finish": (*ENVELOPE, "status", "duration_s", "counts"),
@@ -41,14 +42,27 @@ PINNED = {
 
 RESULT_KEYS = (
     "type", "ts", "schema_version", "plan_run_id", "status", "exit_code", "run_dir",
-    "counts", "totals", "tasks",
+    "counts", "totals", "tasks", "notes",
 )  # fmt: skip
 TASK_RESULT_KEYS = (
-    "stage_id", "task_id", "model", "workspace_mode", "status", "exit_code", "signal",
-    "is_error", "reason", "duration_s", "session_id", "result", "result_truncated",
-    "num_turns", "total_cost_usd", "usage", "workspace", "log", "stderr_log", "config_dir",
-    "branch", "patch", "changed_files", "notes",
+    "stage_id", "task_id", "model", "workspace_mode", "status", "failure_kind", "exit_code",
+    "signal", "is_error", "reason", "duration_s", "session_id", "result", "result_truncated",
+    "result_subtype", "api_error_status", "num_turns", "total_cost_usd", "usage", "workspace",
+    "log", "stderr_log", "config_dir", "branch", "patch", "changed_files",
+    "secrets_in_changes", "workspace_method", "read_only", "notes",
 )  # fmt: skip
+# What v1 consumers were promised: these keys stay (new ones may be added).
+V1_TASK_FINISH = (
+    "status", "exit_code", "signal", "is_error", "reason", "duration_s", "session_id",
+    "branch", "patch", "changed_files",
+)  # fmt: skip
+
+
+def test_v1_keys_are_all_still_there() -> None:
+    assert set(V1_TASK_FINISH) <= set(PINNED["pipeline_event.task_finish"])
+    assert {"model", "workspace_mode", "workspace", "log"} <= set(
+        PINNED["pipeline_event.task_start"]
+    )
 
 
 def test_event_keys_are_pinned() -> None:
@@ -68,7 +82,7 @@ def test_serialised_event_starts_with_the_envelope() -> None:
 def test_pipeline_result_keys_are_pinned() -> None:
     res = TaskResult(stage_id="s", task_id="t", model=None, workspace_mode="shared")
     final = pipeline_result(
-        plan_run_id="r", run_dir="d", results=[res], duration_s=1.0, cancelled=False
+        plan_run_id="r", run_dir="d", results=[res], duration_s=1.0, cancelled=False, notes=[]
     )
     assert tuple(final) == RESULT_KEYS
     assert tuple(final["tasks"][0]) == TASK_RESULT_KEYS
@@ -91,7 +105,9 @@ def test_result_text_is_bounded() -> None:
 
 def test_writer_emits_whole_lines_from_many_threads_and_masks_secrets(tmp_path: Path) -> None:
     out = io.StringIO()
-    writer = EventWriter(out, tmp_path / "events.jsonl", Redactor(["sk-hidden-1234"]))
+    writer = EventWriter(
+        out, tmp_path / "events.jsonl", Redactor(["sk-hidden-1234"]), warn=lambda _: None
+    )
 
     def burst(n: int) -> None:
         for i in range(200):
@@ -121,7 +137,7 @@ def test_a_token_after_a_newline_is_masked_once_json_encoded(tmp_path: Path) -> 
     # JSON writes the newline as \n: no word boundary is left before the token.
     token = "ghp_" + "Q" * 36
     out = io.StringIO()
-    writer = EventWriter(out, tmp_path / "events.jsonl", Redactor([]))
+    writer = EventWriter(out, tmp_path / "events.jsonl", Redactor([]), warn=lambda _: None)
     message = {"type": "user", "content": [{"type": "tool_result", "content": f"x\n{token}\n"}]}
     writer.emit(TaskOutput(plan_run_id="r", stage_id="s", task_id="t", message=message, raw=None))
     writer.close()

@@ -10,158 +10,44 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from claude_runner import proc
-from claude_runner.pipeline import loop, orphans
+from claude_runner import proc, procs
+from claude_runner.pipeline import scheduler
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
-from tests import fake_agent
-
-Events = list[dict[str, Any]]
-REPO = Path(__file__).resolve().parents[1]
-
-DRIVER = r"""
-import json, os, signal, sys, threading
-from pathlib import Path
-from claude_runner.plan.models import Plan, resolve
-from claude_runner.pipeline.executor import run_pipeline
-
-spec = json.loads(Path(sys.argv[1]).read_text())
-cancel = threading.Event()
-got = []
-
-def on_signal(signum, frame):
-    got.append(signum)
-    cancel.set()
-
-signal.signal(signal.SIGTERM, on_signal)
-signal.signal(signal.SIGINT, on_signal)
-rc = run_pipeline(
-    resolve(Plan.model_validate(spec["plan"])),
-    workspace=Path(spec["workspace"]),
-    plan_path=Path("plan.yml"),
-    claude_bin=spec["claude_bin"],
-    env=os.environ,
-    runs_root=Path(spec["runs_root"]),
-    cancel=cancel,
-    out=sys.stdout,
+from tests.runs import (
+    REPO,
+    Events,
+    Runner,
+    alive,
+    marked_processes,
+    of_type,
+    plan_of,
+    read_events_until,
+    result_of,
+    stage,
+    task,
+    wait_for,
 )
-# VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's across exec)
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
-sys.stderr.write(f"maxrss_kb={hwm}\n")
-sys.exit(128 + got[0] if got else rc)
-"""
 
-
-def plan_of(*stages: dict[str, Any], **defaults: Any) -> dict[str, Any]:
-    return {"version": "v1", "defaults": defaults, "stages": list(stages)}
-
-
-def stage(sid: str, *prompts: str, mode: str = "sequential", **extra: Any) -> dict[str, Any]:
-    tasks = [{"id": f"t{i}", "prompt": p} for i, p in enumerate(prompts)]
-    return {"id": sid, "mode": mode, "tasks": tasks, **extra}
-
-
-class Runner:
-    """Runs plans in-process with the fake agent in a scratch workspace."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.workspace = tmp / "ws"
-        self.workspace.mkdir()
-        self.runs_root = tmp / "runs"
-        self.claude_bin = fake_agent.install(tmp)
-        self.env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test-fake-secret-0123456789"}
-        self.tmp = tmp
-
-    def run(
-        self, plan: dict[str, Any], cancel: threading.Event | None = None
-    ) -> tuple[int, Events]:
-        out = io.StringIO()
-        code = run_pipeline(
-            resolve(Plan.model_validate(plan)),
-            workspace=self.workspace,
-            plan_path=Path("plan.yml"),
-            claude_bin=self.claude_bin,
-            env=self.env,
-            runs_root=self.runs_root,
-            cancel=cancel or threading.Event(),
-            out=out,
-        )
-        return code, [json.loads(line) for line in out.getvalue().splitlines()]
-
-    def spawn_driver(self, plan: dict[str, Any]) -> subprocess.Popen[bytes]:
-        spec = self.tmp / "spec.json"
-        spec.write_text(
-            json.dumps(
-                {
-                    "plan": plan,
-                    "workspace": str(self.workspace),
-                    "claude_bin": self.claude_bin,
-                    "runs_root": str(self.runs_root),
-                }
-            )
-        )
-        driver = self.tmp / "driver.py"
-        driver.write_text(DRIVER)
-        env = {**self.env, "PYTHONPATH": str(REPO / "src")}
-        return proc.spawn(
-            [sys.executable, str(driver), str(spec)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-
-@pytest.fixture
-def runner(tmp_path: Path) -> Runner:
-    return Runner(tmp_path)
-
-
-def result_of(events: Events) -> dict[str, Any]:
-    assert events[-1]["type"] == "pipeline_result"
-    return events[-1]
-
-
-def task(events: Events, stage_id: str, task_id: str) -> dict[str, Any]:
-    return next(
-        t
-        for t in result_of(events)["tasks"]
-        if t["stage_id"] == stage_id and t["task_id"] == task_id
-    )
-
-
-def of_type(events: Events, name: str) -> Events:
-    return [e for e in events if e["type"] == f"pipeline_event.{name}"]
-
-
-def marked_processes(plan_run_id: str) -> list[int]:
-    """Live processes (any parent) whose environment carries this run's task marker."""
-    found = []
-    for p in psutil.process_iter(["pid", "status"]):
-        try:
-            if p.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if p.environ().get("CLAUDE_RUNNER_TASK", "").startswith(plan_run_id + "/"):
-                found.append(p.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
+__all__ = [  # what other test modules import from here
+    "REPO",
+    "Events",
+    "Runner",
+    "marked_processes",
+    "of_type",
+    "plan_of",
+    "read_events_until",
+    "result_of",
+    "task",
+    "wait_for",
+]
 
 
 def test_crash_by_signal_fails_with_the_signal_name(runner: Runner) -> None:
@@ -311,35 +197,19 @@ def test_run_directory_layout(runner: Runner) -> None:
     run_dir = Path(result_of(events)["run_dir"])
     assert run_dir.parent == runner.runs_root
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        ".claude-config",
+        "config",
         "events.jsonl",
         "result.json",
-        "s",
+        "tasks",
     ]
-    assert sorted(p.name for p in (run_dir / "s").iterdir()) == ["t0", "t0.log", "t0.stderr.log"]
+    task_dir = run_dir / "tasks" / "s" / "t0"
+    assert sorted(p.name for p in task_dir.iterdir()) == ["agent.log", "stderr.log", "workspace"]
     assert json.loads((run_dir / "result.json").read_text()) == result_of(events)
     jsonl = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert jsonl == events
-    config = run_dir / ".claude-config" / "s" / "slot-0"
+    config = run_dir / "config" / "slot-0"
     assert result_of(events)["tasks"][0]["config_dir"] == str(config)
     assert (config.stat().st_mode & 0o777) == 0o700
-
-
-def read_events_until(
-    child: subprocess.Popen[bytes], done: threading.Event, sink: list[dict[str, Any]]
-) -> None:
-    assert child.stdout is not None
-    for line in child.stdout:
-        sink.append(json.loads(line))
-    done.set()
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -434,7 +304,7 @@ def test_each_task_gets_its_own_config_dir_seeded_from_the_users(runner: Runner)
             "hasCompletedOnboarding": True,
             "userID": "u1",
         }
-        # the copy of the credentials is removed once the stage is over
+        # the copy of the credentials is removed once the run is over
         assert not (Path(m["config_dir"]) / ".credentials.json").exists()
         assert (Path(m["config_dir"]) / "settings.json").exists()
 
@@ -475,7 +345,7 @@ def test_a_leftover_process_holding_the_output_open_does_not_hang_the_task(
 def test_an_unmarked_leftover_holding_the_output_is_found_by_the_pipe(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
     pid_file = runner.tmp / "daemon.pid"
     code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
     assert code == 0
@@ -488,8 +358,8 @@ def test_an_unmarked_leftover_holding_the_output_is_found_by_the_pipe(
 def test_a_pipe_that_cannot_be_freed_is_given_up_not_waited_for(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
-    monkeypatch.setattr(orphans, "holding_pipe", lambda inode: [])  # as if not ours to kill
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(procs, "holding_pipe", lambda inode: [])  # as if not ours to kill
     pid_file = runner.tmp / "daemon.pid"
     try:
         code, events = runner.run(plan_of(stage("s", f"daemon-unmarked {pid_file}", "ok")))
@@ -509,8 +379,8 @@ def test_a_pipe_that_cannot_be_freed_is_given_up_not_waited_for(
 
 def test_exits_are_found_without_pidfds(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     # Kernels before 5.3 and some seccomp profiles have no pidfd_open: the loop polls.
-    monkeypatch.setattr(loop, "_pidfd", lambda pid: None)
-    monkeypatch.setattr(loop, "PIPE_DRAIN", 0.2)
+    monkeypatch.setattr(scheduler, "_pidfd", lambda pid: None)
+    monkeypatch.setattr(scheduler, "PIPE_DRAIN", 0.2)
     tasks = ("ok", "sleep 1", "daemon", "error", "ok")
     plan = plan_of(
         stage("s", *tasks, mode="parallel", workspace="snapshot_ro"), on_error="continue"
@@ -526,22 +396,19 @@ def test_exits_are_found_without_pidfds(runner: Runner, monkeypatch: pytest.Monk
 def test_an_internal_error_in_the_loop_still_stops_every_agent(
     runner: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: loop.StageLoop, entry: object) -> None:
+    def broken(self: scheduler.Scheduler, *args: object) -> None:
         raise RuntimeError("a bug in the loop")
 
-    monkeypatch.setattr(loop.StageLoop, "_read", broken)
+    monkeypatch.setattr(scheduler.Scheduler, "_read", broken)
     pid_file = runner.tmp / "grandchild.pid"
     out = io.StringIO()
     fds_before = sorted(os.listdir("/proc/self/fd"))
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         run_pipeline(
             resolve(Plan.model_validate(plan_of(stage("s", f"hang {pid_file}")))),
+            runner.runtime(),
             workspace=runner.workspace,
             plan_path=Path("plan.yml"),
-            claude_bin=runner.claude_bin,
-            env=runner.env,
-            runs_root=runner.runs_root,
-            cancel=threading.Event(),
             out=out,
         )
     assert sorted(os.listdir("/proc/self/fd")) == fds_before  # pipes, logs, selector closed

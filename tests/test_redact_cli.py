@@ -19,7 +19,7 @@ import pytest
 from claude_runner import proc
 from tests.conftest import DUMMY_API_KEY, REPO, RunRunner
 from tests.fakeapi import FakeMessagesAPI, HttpError, Text, ToolUse
-from tests.test_pipeline_faults import Runner, of_type, plan_of, result_of, task
+from tests.runs import Runner, of_type, plan_of, result_of, task
 
 pytestmark = pytest.mark.cli
 
@@ -150,11 +150,9 @@ def test_dry_run_masks_prompts(env: dict[str, str], run_runner: RunRunner) -> No
 
 # --- pipeline ------------------------------------------------------------------------
 @pytest.fixture
-def cli(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]) -> Runner:
-    r = Runner(tmp_path)
-    r.claude_bin = claude_bin
-    r.env = {**claude_env, "GH_TOKEN": GH_TOKEN}
-    return r
+def cli(cli: Runner) -> Runner:
+    cli.env = {**cli.env, "GH_TOKEN": GH_TOKEN}
+    return cli
 
 
 def files_under(root: Path) -> list[Path]:
@@ -213,7 +211,7 @@ def test_pipeline_outputs_logs_and_config_dirs_keep_no_secret(
     assert t["result"] == MASKED_REPLY
     assert any("x\\n***\\n" in json.dumps(e["message"]) for e in of_type(events, "task_output"))
     # The CLI kept the tool's output in its transcript and tool-results: scrubbed.
-    config_root = run_dir / ".claude-config"
+    config_root = run_dir / "config"
     names = {p.name for p in files_under(config_root)}
     assert any(n.endswith(".jsonl") for n in names)
     assert_no_credentials(config_root, GH_TOKEN, DUMMY_API_KEY)
@@ -255,11 +253,11 @@ def test_the_users_primary_api_key_is_passed_in_the_environment_never_on_disk(
     assert "k=***" in json.dumps(of_type(events, "task_output"))
     run_dir = Path(result_of(events)["run_dir"])
     leak_free((run_dir / "events.jsonl").read_text())
-    config_root = run_dir / ".claude-config"
-    assert len(list(config_root.glob("s/slot-*"))) == 2
+    config_root = run_dir / "config"
+    assert len(list(config_root.glob("slot-*"))) == 2
     assert_no_credentials(config_root, primary, primary[-20:])
     assert not list(config_root.rglob("backups/*"))
-    seeded = json.loads((config_root / "s" / "slot-0" / ".claude.json").read_text())
+    seeded = json.loads((config_root / "slot-0" / ".claude.json").read_text())
     assert seeded["hasCompletedOnboarding"] is True  # seeded keys kept, credentials gone
 
 
@@ -284,6 +282,6 @@ def test_an_oauth_login_is_copied_while_in_effect_and_removed_after_the_stage(
     code, events = cli.run(plan_of({"id": "s", "tasks": [{"id": "t", "prompt": "marker-oauth"}]}))
     assert code == 0, result_of(events)
     assert {h["authorization"] for h in fake_api.headers} == {f"Bearer {access}"}
-    config_root = Path(result_of(events)["run_dir"]) / ".claude-config"
+    config_root = Path(result_of(events)["run_dir"]) / "config"
     assert not list(config_root.rglob(".credentials.json"))
     assert_no_credentials(config_root, access, refresh)

@@ -15,6 +15,7 @@ import pytest
 from claude_runner import sched
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.runtime import Runtime
 from tests import fake_agent
 
 T = TypeVar("T")
@@ -72,15 +73,10 @@ def test_a_pipeline_run_uses_it_for_its_loop(tmp_path: Path) -> None:
 
     def work() -> tuple[int, int | None]:
         with (tmp_path / "events.jsonl").open("w") as out:
+            env = {**os.environ, "PIPELINE_WORKSPACES_ROOT": str(tmp_path / "runs")}
+            runtime = Runtime.from_env(env, claude_bin=fake_agent.install(tmp_path))
             code = run_pipeline(
-                plan,
-                workspace=tmp_path / "ws",
-                plan_path=Path("plan.yml"),
-                claude_bin=fake_agent.install(tmp_path),
-                env=dict(os.environ),
-                runs_root=tmp_path / "runs",
-                cancel=threading.Event(),
-                out=out,
+                plan, runtime, workspace=tmp_path / "ws", plan_path=Path("plan.yml"), out=out
             )
         return code, slice_of("/proc/thread-self/sched")
 

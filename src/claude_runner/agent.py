@@ -1,7 +1,9 @@
 """How the Claude Code CLI is invoked: pure argv/env builders and the pre-flight check.
 
 Fixed flags are appended after the options that vary, so nothing a plan or a user
-sets can displace them.
+sets can displace them. The prompt comes last, after ``--``: the CLI parses its argv
+with an option parser, and a prompt such as ``-v is a flag`` or ``--help`` would
+otherwise be taken as an option (measured: ``claude -p --version`` prints the version).
 """
 
 from __future__ import annotations
@@ -37,15 +39,14 @@ def build_print_argv(
 ) -> list[str]:
     """A headless run. ``prompt=None`` makes the CLI read the prompt from stdin."""
     argv = [claude_bin, "-p"]
-    if prompt is not None:
-        argv.append(prompt)
     if model:
         argv += ["--model", model]
     # stream-json is refused by the CLI without --verbose; json with --verbose turns into
     # an array of every message, so --verbose goes with stream-json only.
     if verbose or output_format == "stream-json":
         argv.append("--verbose")
-    return [*argv, "--output-format", output_format, SKIP_PERMISSIONS]
+    argv += ["--output-format", output_format, SKIP_PERMISSIONS]
+    return argv if prompt is None else [*argv, "--", prompt]
 
 
 def build_agent_env(base: Mapping[str, str], *, config_dir: Path | None = None) -> dict[str, str]:

@@ -8,16 +8,22 @@ the output format, everything else is the prompt. ``--`` ends option parsing.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_runner import __version__
 from claude_runner.config import ENV_VARS
 from claude_runner.errors import EXIT_OK, RunnerError, UsageError
+from claude_runner.options import STDIN_PLAN, Args
 
-MODELS = ("sonnet", "opus")
+__all__ = ["Args", "main", "parse_args"]
+
+MODEL_ALIASES = ("sonnet", "opus", "haiku")
+# Full model ids are checked by shape, not against a list that ages with every release.
+MODEL_ID = re.compile(r"claude-[a-z0-9][a-z0-9.-]*")
+SCHEMA_VERSIONS = ("v1", "v2")
 _VALUED = {"--model", "--pipeline"}
 _FLAGS = {"--debug", "--dry-run", "--print-schema", "--version", "--help", "-h"}
 _VERBOSITY = {"-v": "v", "-vv": "vv"}
@@ -30,23 +36,6 @@ EXIT_CODES = (
 )
 
 
-@dataclass(frozen=True)
-class Args:
-    """The parsed command line."""
-
-    debug: bool = False
-    model: str | None = None
-    pipeline: Path | None = None
-    dry_run: bool = False
-    print_schema: bool = False
-    verbosity: str = "text"
-    task: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def prompt(self) -> str:
-        return " ".join(self.task)
-
-
 def _help_text() -> str:
     width = max(len(name) for name, _, _ in ENV_VARS)
     env_lines = "\n".join(
@@ -55,9 +44,9 @@ def _help_text() -> str:
     )
     codes = "\n".join(f"  {code:<6} {meaning}" for code, meaning in EXIT_CODES)
     return f"""\
-usage: claude-runner [--debug] [--model sonnet|opus] [-v|-vv] [TASK WORDS...]
-       claude-runner [--debug] [--model sonnet|opus] --pipeline PLAN [--dry-run]
-       claude-runner --print-schema | --version | --help
+usage: claude-runner [--debug] [--model MODEL] [-v|-vv] [TASK WORDS...]
+       claude-runner [--debug] [--model MODEL] --pipeline PLAN|- [--dry-run]
+       claude-runner --print-schema [v1|v2] | --version | --help
 
 Run the Claude Code CLI headless in a prepared workspace.
 
@@ -67,17 +56,19 @@ modes:
   --pipeline PLAN        a YAML pipeline plan (JSON events on stdout)
 
 options:
-  --model sonnet|opus    model for the agent (in a pipeline: replaces defaults.model)
+  --model MODEL          sonnet, opus, haiku or a full model id (claude-...); in a
+                         pipeline it replaces defaults.model
   -v                     single prompt: --output-format json
   -vv                    single prompt: --verbose --output-format stream-json
   --pipeline PLAN        plan file; a relative path is read from the tree that becomes
-                         the workspace (SOURCE_WORKSPACE_DIR, else WORKSPACE_DIR)
+                         the workspace (SOURCE_WORKSPACE_DIR, else WORKSPACE_DIR);
+                         - reads the plan from standard input
   --dry-run              with --pipeline: validate, print the resolved plan, run nothing
-  --print-schema         print the JSON Schema of the plan format
+  --print-schema [V]     print the JSON Schema of plan format V (v1 or v2; default v2)
   --debug                more diagnostics on stderr
   --version              print the version
   -h, --help             this help
-  --                     everything after it is a task word
+  --                     everything after it is a task word (a prompt may start with -)
 
 environment:
 {env_lines}
@@ -116,6 +107,10 @@ def _scan(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], str]:
             if not value:
                 raise UsageError(f"{name} needs a non-empty value")
             opts[name] = value
+        elif item == "--print-schema":
+            version = items[i] if i < len(items) and items[i] in SCHEMA_VERSIONS else "v2"
+            i += 1 if i < len(items) and items[i] in SCHEMA_VERSIONS else 0
+            opts[item] = version
         elif item in _FLAGS:
             opts[item] = True
         elif item in _VERBOSITY:
@@ -139,8 +134,11 @@ def parse_args(argv: Sequence[str]) -> Args | str:
     if opts.get("--version"):
         return f"claude-runner {__version__}\n"
     model = opts.get("--model")
-    if model is not None and model not in MODELS:
-        raise UsageError(f"--model {model!r} is not supported; use one of: {', '.join(MODELS)}")
+    if isinstance(model, str) and model not in MODEL_ALIASES and not MODEL_ID.fullmatch(model):
+        raise UsageError(
+            f"--model {model!r} is not a model; use one of {', '.join(MODEL_ALIASES)} "
+            "or a full model id such as claude-sonnet-4-5"
+        )
     pipeline = opts.get("--pipeline")
     if pipeline is not None and task:
         raise UsageError(
@@ -152,12 +150,20 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         raise UsageError("-v/-vv need a prompt; interactive mode has no output format")
     if opts.get("--dry-run") and pipeline is None:
         raise UsageError("--dry-run needs --pipeline PLAN")
+    if task and not " ".join(task).strip():
+        raise UsageError(
+            "the prompt is empty: give the agent a task, or no words at all for "
+            "an interactive session"
+        )
+    schema = opts.get("--print-schema")
     return Args(
         debug=bool(opts.get("--debug")),
         model=model if isinstance(model, str) else None,
-        pipeline=Path(pipeline) if isinstance(pipeline, str) else None,
+        pipeline=(STDIN_PLAN if pipeline == "-" else Path(pipeline))
+        if isinstance(pipeline, str)
+        else None,
         dry_run=bool(opts.get("--dry-run")),
-        print_schema=bool(opts.get("--print-schema")),
+        print_schema=schema if isinstance(schema, str) else None,
         verbosity=verbosity,
         task=tuple(task),
     )

@@ -40,14 +40,18 @@ from claude_runner.errors import WorkspaceError
 _STDERR_LINES = 5
 
 
-def copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path, *, cancel: threading.Event | None = None) -> None:
     """Copy the tree at ``src`` to ``dst`` (absent, or an empty directory)."""
-    copy_tree_many(src, [dst])
+    copy_tree_many(src, [dst], cancel=cancel)
 
 
-def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
+def copy_tree_many(
+    src: Path, dsts: Sequence[Path], *, cancel: threading.Event | None = None
+) -> None:
     """Make an independent copy of ``src`` at each of ``dsts`` (absent or empty), all
-    through one pool of cp workers."""
+    through one pool of cp workers. Setting ``cancel`` stops the running cp processes at
+    once (a signal during a multi-gigabyte copy must not wait for it) and removes what
+    was copied."""
     if not dsts:
         return
     source = _check_source(src)
@@ -60,7 +64,7 @@ def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
             if not target.exists():
                 _mkdir(target)
                 created.append(target)
-        _parallel_cp(source, targets)
+        _parallel_cp(source, targets, cancel)
     except BaseException:
         for target in targets:
             _undo(target, remove_dir=target in created)
@@ -171,7 +175,7 @@ def _workers() -> int:
 _CP_SLOTS = threading.BoundedSemaphore(_workers())
 
 
-def _parallel_cp(source: Path, targets: list[Path]) -> None:
+def _parallel_cp(source: Path, targets: list[Path], cancel: threading.Event | None) -> None:
     skeleton, jobs = _plan(source)
     for target in targets:
         for rel in skeleton[1:]:
@@ -180,7 +184,7 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
     failures: list[str] = []
     pool = ThreadPoolExecutor(max_workers=_workers())
     try:
-        futures = [pool.submit(_cp_job, source, *job) for job in work]
+        futures = [pool.submit(_cp_job, source, *job, cancel) for job in work]
         for future in as_completed(futures):
             failure = future.result()
             if failure:
@@ -194,7 +198,7 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
             f"copying {source} to {', '.join(map(str, targets))} failed: {failures[0]}"
         )
     for target in targets:
-        _fix_modes(target)
+        _fix_modes(target, cancel)
         for rel in reversed(skeleton):  # deepest first: children change a dir's mtime
             try:
                 _copy_attrs(source / rel, target / rel)
@@ -204,12 +208,18 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
                 ) from None
 
 
-def _cp_job(source: Path, target: Path, parent: str, names: list[str]) -> str:
+def _cp_job(
+    source: Path, target: Path, parent: str, names: list[str], cancel: threading.Event | None
+) -> str:
     with _CP_SLOTS:
-        return _run_cp(source, target, parent, names)
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        return _run_cp(source, target, parent, names, cancel)
 
 
-def _run_cp(source: Path, target: Path, parent: str, names: list[str]) -> str:
+def _run_cp(
+    source: Path, target: Path, parent: str, names: list[str], cancel: threading.Event | None
+) -> str:
     argv = [
         "cp",
         "-a",
@@ -219,18 +229,29 @@ def _run_cp(source: Path, target: Path, parent: str, names: list[str]) -> str:
         *(str(source / parent / n) for n in names),
     ]
     try:
-        done = proc.run(argv, timeout=None)
+        done = proc.run(argv, timeout=None, cancel=cancel)
     except OSError as exc:
         return f"cannot start cp: {_reason(exc)}"
+    except proc.Cancelled:
+        return "cancelled"
     if done.returncode == 0:
         return ""
     lines = done.stderr.strip().splitlines()
     return f"cp exited with {done.returncode}: " + " | ".join(lines[:_STDERR_LINES])
 
 
-def _fix_modes(target: Path) -> None:
+def _fix_modes(target: Path, cancel: threading.Event | None) -> None:
     """u+w on every entry that lacks it (symlinks have no mode of their own)."""
-    done = proc.run(
+    try:
+        done = _find_chmod(target, cancel)
+    except proc.Cancelled:
+        raise WorkspaceError(f"the copy to {target} was cancelled") from None
+    if done.returncode != 0:
+        raise WorkspaceError(f"cannot make {target} writable: {done.stderr.strip()}")
+
+
+def _find_chmod(target: Path, cancel: threading.Event | None) -> proc.Completed:
+    return proc.run(
         [
             "find",
             str(target),
@@ -248,9 +269,8 @@ def _fix_modes(target: Path) -> None:
             "+",
         ],
         timeout=None,
+        cancel=cancel,
     )
-    if done.returncode != 0:
-        raise WorkspaceError(f"cannot make {target} writable: {done.stderr.strip()}")
 
 
 def _copy_attrs(src: Path, dst: Path) -> None:

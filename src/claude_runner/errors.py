@@ -7,6 +7,7 @@ own subclass that also inherits the matching builtin, so callers can catch eithe
     ├── UsageError(ValueError)      bad command line or environment variable
     ├── PlanError(ValueError)       the pipeline plan is invalid (carries every problem)
     ├── WorkspaceError(OSError)     source/target directories, copies, task workspaces
+    │   └── PreserveError           a task's changes could not be saved
     ├── GitError(RuntimeError)      gh authentication (when required), git configuration
     ├── AgentError(RuntimeError)    the Claude Code CLI cannot be started at all
     └── DaemonError(RuntimeError)   Docker-in-Docker did not start
@@ -67,6 +68,10 @@ class PlanError(RunnerError, ValueError):
 
 class WorkspaceError(RunnerError, OSError):
     """A workspace directory is missing, misplaced, or could not be copied."""
+
+
+class PreserveError(WorkspaceError):
+    """A worktree task's changes could not be preserved (branch or patch)."""
 
 
 class GitError(RunnerError, RuntimeError):

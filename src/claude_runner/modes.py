@@ -7,77 +7,91 @@ there, so nothing the session shows is masked (a person is watching it, not a lo
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+import time
 from pathlib import Path
 
 from claude_runner import proc, relay
 from claude_runner.agent import VERBOSITY_FORMATS, build_print_argv, interactive_argv
-from claude_runner.redact import Redactor
-from claude_runner.signals import Cancellation
+from claude_runner.reaper import Watchman
+from claude_runner.runtime import Runtime
 
 STOP_GRACE = 5.0
 
 
+# Carried by the CLI of a single-prompt run and everything it starts, so the watchman
+# finds them if the runner is killed (the pipeline's tasks carry their own marker).
+SINGLE_MARKER = "CLAUDE_RUNNER_SINGLE"
+
+
 def run_single_prompt(
-    claude_bin: str,
+    runtime: Runtime,
     *,
     prompt: str,
     model: str | None,
     verbosity: str,
-    env: Mapping[str, str],
     workspace: Path,
-    cancel: Cancellation,
-    redactor: Redactor,
 ) -> int:
-    """Run one prompt; the CLI's stdout/stderr reach ours masked by ``redactor`` and
-    otherwise unchanged, as they are written; its exit code is returned. A cancellation
-    stops the CLI and its tools (SIGINT first) while their last output is relayed."""
+    """Run one prompt; the CLI's stdout/stderr reach ours masked and otherwise unchanged,
+    as they are written; its exit code is returned. A cancellation stops the CLI and its
+    tools (SIGINT first) while their last output is relayed."""
+    from claude_runner.pipeline.configdir import UserConfig  # noqa: PLC0415
+
+    # The CLI reads the user's own config here: its credentials are secrets too.
+    redactor = runtime.redactor.with_secrets(UserConfig.read(runtime.env).secrets)
     argv = build_print_argv(
-        claude_bin,
+        runtime.claude_bin,
         prompt=prompt,
         model=model,
         output_format=VERBOSITY_FORMATS[verbosity],
         verbose=verbosity == "vv",
     )
-    child = proc.spawn(argv, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stopper: list[threading.Thread] = []
+    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = {**runtime.env, SINGLE_MARKER: marker}
+    cancel = runtime.cancel
+    with Watchman(f"{SINGLE_MARKER}={marker}") as watchman:
+        child = proc.spawn(
+            argv, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        watchman.group(child.pid)
+        stopper: list[threading.Thread] = []
 
-    def on_tick() -> None:
-        if cancel.event.is_set() and not stopper:
-            stopper.append(
-                threading.Thread(
-                    target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
+        def on_tick() -> None:
+            if cancel.is_set() and not stopper:
+                stopper.append(
+                    threading.Thread(
+                        target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
+                    )
                 )
-            )
-            stopper[0].start()
+                stopper[0].start()
 
-    try:
-        relay.relay(child, redactor, tick=on_tick)
-    except BaseException:
-        proc.stop(child, grace=STOP_GRACE)
-        raise
-    if stopper:
-        stopper[0].join()
-        return child.wait()
-    return _supervise(child, cancel)
+        try:
+            relay.relay(child, redactor, tick=on_tick)
+        except BaseException:
+            proc.stop(child, grace=STOP_GRACE)
+            raise
+        if stopper:
+            stopper[0].join()
+            return child.wait()
+        return _supervise(child, cancel)
 
 
 def run_interactive(
-    claude_bin: str,
+    runtime: Runtime,
     *,
     model: str | None,
-    env: Mapping[str, str],
     workspace: Path,
-    cancel: Cancellation | None,
+    supervise: bool,
 ) -> int:
     """Interactive session. Without a daemon to stop afterwards the runner replaces
-    itself with the CLI (``cancel is None``); otherwise it stays as the CLI's parent,
-    in the same terminal session, so it can stop dockerd when the CLI exits."""
-    argv = interactive_argv(claude_bin, model=model)
-    if cancel is None:
+    itself with the CLI; otherwise (``supervise``) it stays as the CLI's parent, in the
+    same terminal session, so it can stop dockerd when the CLI exits."""
+    argv = interactive_argv(runtime.claude_bin, model=model)
+    env, cancel = runtime.env, runtime.cancel
+    if not supervise:
         proc.exec_replace(argv, env=env, cwd=workspace)
     # The CLI keeps the terminal: same session and process group as the runner, so
     # Ctrl-C reaches it directly; the runner ignores SIGINT meanwhile.
@@ -90,9 +104,9 @@ def run_interactive(
 
 
 def _supervise(
-    child: subprocess.Popen[bytes], cancel: Cancellation, *, forward_only: bool = False
+    child: subprocess.Popen[bytes], cancel: threading.Event, *, forward_only: bool = False
 ) -> int:
-    while not cancel.event.is_set():
+    while not cancel.is_set():
         try:
             return child.wait(timeout=0.2)
         except subprocess.TimeoutExpired:

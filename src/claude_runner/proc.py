@@ -13,13 +13,17 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from claude_runner import procs
+
 _PR_SET_CHILD_SUBREAPER = 36
+_CANCEL_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -32,30 +36,48 @@ class Completed:
     stderr: str
 
 
+class Cancelled(Exception):
+    """``run`` stopped its child because the caller's cancel event was set."""
+
+
 def run(
     argv: Sequence[str],
     *,
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = 60.0,
+    cancel: threading.Event | None = None,
 ) -> Completed:
     """Run to completion and capture text output. Raises FileNotFoundError when the
-    program is missing and subprocess.TimeoutExpired (after killing the group)."""
-    proc = spawn(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    program is missing, subprocess.TimeoutExpired after ``timeout`` seconds and
+    ``Cancelled`` as soon as ``cancel`` is set (the child's group stopped either way)."""
+    child = spawn(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop(proc, grace=1.0)
-        proc.communicate()
-        raise
+        while True:
+            wait = _CANCEL_POLL if cancel is not None else None
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
+            try:
+                out, err = child.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(list(argv), timeout or 0.0) from None
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(argv[0]) from None
     except BaseException:
-        # Interrupted by a signal (signals.Interrupted, KeyboardInterrupt): the child
-        # must not outlive the runner.
-        stop(proc, grace=1.0)
+        # Timed out, cancelled or interrupted by a signal (signals.Interrupted,
+        # KeyboardInterrupt): the child must not outlive the call.
+        stop(child, grace=1.0)
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
         raise
     return Completed(
         tuple(argv),
-        proc.returncode,
+        child.returncode,
         out.decode("utf-8", "replace"),
         err.decode("utf-8", "replace"),
     )
@@ -91,39 +113,21 @@ def spawn(
 
 
 def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (from /proc), children before grandchildren."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_bytes()
-        except OSError:
-            continue
-        # comm may contain spaces and parentheses: the ppid follows the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(0), []):
-            found.append(child)
-            queue.append(child)
-    return found
+    """The pids of ``pid``'s live descendants, children before grandchildren."""
+    return [p.pid for p in procs.descendants(pid)]
 
 
-def _signal_all(pgid: int, pids: Sequence[int], sig: int) -> None:
-    """Signal the child's group once, then each listed process outside that group
-    (the child's group is its own unless it shares the runner's terminal)."""
+def _signal_all(pgid: int, tree: Sequence[procs.Proc], sig: int) -> None:
+    """Signal the child's group once, then each listed process outside that group (the
+    child's group is its own unless it shares the runner's terminal)."""
     own_group = pgid != os.getpgrp()
     if own_group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if own_group and os.getpgid(pid) == pgid:
-                continue
-            os.kill(pid, sig)
+    for p in tree:
+        if own_group and p.pgid == pgid:
+            continue
+        procs.send(p, sig)
 
 
 def stop(
@@ -138,7 +142,8 @@ def stop(
         pgid = os.getpgid(proc.pid)
     except ProcessLookupError:
         pgid = proc.pid
-    tree = [proc.pid, *descendants(proc.pid)]
+    me = procs.of_pid(proc.pid)  # not reaped yet: the pid is still the child's
+    tree = [*([me] if me is not None else []), *procs.descendants(proc.pid)]
     ladder = [first_signal, signal.SIGTERM] if first_signal != signal.SIGTERM else [first_signal]
     for sig in ladder:
         if proc.poll() is not None:
@@ -146,41 +151,22 @@ def stop(
         _signal_all(pgid, tree, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace)
-        tree = [*tree, *(p for p in descendants(proc.pid) if p not in tree)]
+        tree = [*tree, *(p for p in procs.descendants(proc.pid) if p not in tree)]
     if proc.poll() is None:
         proc.kill()
     # The child is reaped through Popen only (its pid may be reused once reaped);
     # what is left of its group and former children gets SIGKILL.
     returncode = proc.wait()
-    reap_leftovers(pgid, tree[1:])
+    reap_leftovers(pgid, tree)
     return returncode
 
 
-def reap_leftovers(pgid: int, pids: Sequence[int]) -> None:
+def reap_leftovers(pgid: int, tree: Sequence[procs.Proc]) -> None:
     """SIGKILL whatever of a stopped child's group or tree is still alive."""
-    _signal_all(pgid, pids, signal.SIGKILL)
+    _signal_all(pgid, tree, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(procs.alive(p) for p in tree):
         time.sleep(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Never waitpid here: that could reap a child another thread's Popen waits for.
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return True
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
 
 
 def become_subreaper() -> bool:

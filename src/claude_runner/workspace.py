@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,12 @@ from claude_runner.copytree import copy_tree
 from claude_runner.errors import WorkspaceError
 
 
-def prepare_workspace(settings: Settings, *, notice: Callable[[str], None]) -> Path:
+def prepare_workspace(
+    settings: Settings,
+    *,
+    notice: Callable[[str], None],
+    cancel: threading.Event | None = None,
+) -> Path:
     """Return the directory to run in, after copying the source into it if due."""
     source = settings.source_dir
     workspace = settings.workspace_dir
@@ -66,7 +72,7 @@ def prepare_workspace(settings: Settings, *, notice: Callable[[str], None]) -> P
         aside = _move_aside(workspace)
         notice(f"moved the existing {workspace} to {aside}; copying {source} afresh")
 
-    _copy_with_marker(source, workspace, marker)
+    _copy_with_marker(source, workspace, marker, cancel)
     return workspace
 
 
@@ -147,7 +153,9 @@ def _move_aside(workspace: Path) -> Path:
     return aside
 
 
-def _copy_with_marker(source: Path, workspace: Path, marker: Path) -> None:
+def _copy_with_marker(
+    source: Path, workspace: Path, marker: Path, cancel: threading.Event | None
+) -> None:
     # Best effort: a read-only parent directory just means no crash detection.
     made = False
     with contextlib.suppress(OSError):
@@ -155,7 +163,7 @@ def _copy_with_marker(source: Path, workspace: Path, marker: Path) -> None:
         marker.touch()
         made = True
     try:
-        copy_tree(source, workspace)  # removes its partial tree itself when it fails
+        copy_tree(source, workspace, cancel=cancel)  # removes its partial tree if it fails
     finally:
         if made:
             with contextlib.suppress(FileNotFoundError):

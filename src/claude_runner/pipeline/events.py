@@ -6,22 +6,31 @@ milliseconds), ``schema_version`` and ``plan_run_id`` first, then ``stage_id`` /
 of each type (tests/test_pipeline_events.py checks it); renaming one is a schema change.
 
 The ``EventWriter`` is the single writer: a lock serialises lines from task threads,
-each line goes to ``out`` (flushed, so consumers see events live) and to
-``events.jsonl`` in the run directory, after secrets are masked.
+each line goes to ``events.jsonl`` in the run directory and to ``out`` (flushed, so
+consumers see events live), after secrets are masked. Neither sink can stop the run: a
+consumer that closes stdout (``| head -1``) or a full disk under the run directory is
+reported once on stderr and that sink is dropped; the agents go on and the other sink
+stays complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from claude_runner.pipeline.stream import write_all
 from claude_runner.redact import Redactor
+
+if TYPE_CHECKING:
+    from claude_runner.pipeline.result import TaskResult
 
 SCHEMA_VERSION = 1
 _PREFIX = "pipeline_event."
@@ -82,6 +91,8 @@ class TaskStart(Event):
     workspace_mode: str
     workspace: str
     log: str
+    workspace_method: str
+    read_only: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +120,7 @@ class TaskFinish(Event):
     stage_id: str
     task_id: str
     status: str
+    failure_kind: str | None
     exit_code: int | None
     signal: str | None
     is_error: bool | None
@@ -118,6 +130,13 @@ class TaskFinish(Event):
     branch: str | None
     patch: str | None
     changed_files: int | None
+    secrets_in_changes: list[str]
+
+    @classmethod
+    def of(cls, plan_run_id: str, res: TaskResult) -> TaskFinish:
+        """The event of a finished task: the result's fields of the same names."""
+        own = EVENT_KEYS[cls.TYPE][len(_ENVELOPE) :]
+        return cls(plan_run_id=plan_run_id, **{name: getattr(res, name) for name in own})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,15 +172,31 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class EventWriter:
-    """Thread-safe single writer of event lines to ``out`` and ``events.jsonl``."""
+Listener = Callable[[dict[str, Any]], None]
 
-    def __init__(self, out: TextIO, jsonl: Path, redact: Redactor) -> None:
-        self._out = out
+
+class EventWriter:
+    """Thread-safe single writer of event lines to ``events.jsonl`` and ``out``;
+    ``listeners`` (progress views, exporters) get each event after masking."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        jsonl: Path,
+        redact: Redactor,
+        *,
+        warn: Callable[[str], None],
+        listeners: tuple[Listener, ...] = (),
+    ) -> None:
+        self._out: TextIO | None = out
         # One write(2) per line and no buffer: nothing is lost if the runner is killed.
         self._fd = os.open(jsonl, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._jsonl = jsonl
         self._redact = redact
+        self._warn = warn
+        self._listeners = listeners
         self._lock = threading.Lock()
+        self.problems: list[str] = []  # what went wrong with a sink, for the result
 
     def emit(self, event: Event) -> None:
         self.emit_dict(event.to_dict())
@@ -174,9 +209,49 @@ class EventWriter:
             data = line.encode("utf-8", "backslashreplace")
             line = data.decode()
         with self._lock:
+            self._to_file(data)
+            self._to_out(line)
+        if self._listeners:
+            masked = json.loads(line)
+            for listener in self._listeners:
+                listener(masked)
+
+    def _to_file(self, data: bytes) -> None:
+        if self._fd < 0:
+            return
+        try:
             write_all(self._fd, data)
-            self._out.write(line)
-            self._out.flush()
+        except OSError as exc:
+            why = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+            self._drop_file(f"cannot write {self._jsonl} ({why}): later events are only on stdout")
+
+    def _drop_file(self, problem: str) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        self.problems.append(problem)
+        self._warn(problem)
+
+    def _to_out(self, line: str) -> None:
+        out = self._out
+        if out is None:
+            return
+        try:
+            out.write(line)
+            out.flush()
+        except BrokenPipeError:
+            # The consumer went away (`| head -1`). The run goes on; point the descriptor
+            # at /dev/null so the interpreter's own flush at exit does not fail either.
+            self._out = None
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+                os.close(devnull)
+            problem = (
+                "stdout was closed by its reader: the run goes on, events are still "
+                f"written to {self._jsonl}"
+            )
+            self.problems.append(problem)
+            self._warn(problem)
 
     def close(self) -> None:
         with self._lock:

@@ -2,9 +2,13 @@
 
 Task status is one of ``succeeded`` (exit 0 and a ``result`` message with
 ``is_error: false``), ``failed``, ``cancelled`` (stopped by fail_fast or a signal while
-running) and ``skipped`` (never started). The overall status is ``succeeded`` when every
-task succeeded, ``cancelled`` when the run was cancelled by a signal, else ``failed``.
-The result text is cut at ``RESULT_TEXT_LIMIT`` characters (``result_truncated`` says so).
+running) and ``skipped`` (never started); ``failure_kind`` says why one did not succeed.
+The overall status is ``succeeded`` when every task succeeded, ``cancelled`` when the run
+was cancelled by a signal, else ``failed``. The result text is cut at
+``RESULT_TEXT_LIMIT`` characters (``result_truncated`` says so).
+
+A ``TaskResult`` is written by its task's ``TaskRun`` alone (``task.py``): the one owner of
+a task's state; everybody else reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claude_runner.pipeline.events import SCHEMA_VERSION, utc_now
+from claude_runner.pipeline.state import STATUSES, FailureKind, TaskStatus
 
 RESULT_TEXT_LIMIT = 16 * 1024
 USAGE_KEYS = (
@@ -21,7 +26,6 @@ USAGE_KEYS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )
-STATUSES = ("succeeded", "failed", "cancelled", "skipped")
 
 
 @dataclass
@@ -32,7 +36,8 @@ class TaskResult:
     task_id: str
     model: str | None
     workspace_mode: str
-    status: str = "skipped"
+    status: TaskStatus = TaskStatus.SKIPPED
+    failure_kind: FailureKind | None = None
     exit_code: int | None = None
     signal: str | None = None
     is_error: bool | None = None
@@ -41,6 +46,8 @@ class TaskResult:
     session_id: str | None = None
     result: str | None = None
     result_truncated: bool = False
+    result_subtype: str | None = None  # the CLI's result subtype (error_max_turns, ...)
+    api_error_status: int | None = None  # the HTTP status of an API error the CLI reported
     num_turns: int | None = None
     total_cost_usd: float | None = None
     usage: dict[str, int] = field(default_factory=dict)
@@ -51,12 +58,19 @@ class TaskResult:
     branch: str | None = None
     patch: str | None = None
     changed_files: int | None = None
+    secrets_in_changes: list[str] = field(default_factory=list)
+    workspace_method: str | None = None  # shared, copy (reflink, overlay: see taskspace)
+    read_only: str | None = None  # snapshot_ro: how read-only was guaranteed
     notes: list[str] = field(default_factory=list)
 
     def take_result_message(self, message: dict[str, Any]) -> None:
         """Copy what the CLI's final ``result`` message reports."""
         is_error = message.get("is_error")
         self.is_error = is_error if isinstance(is_error, bool) else None
+        subtype = message.get("subtype")
+        self.result_subtype = subtype if isinstance(subtype, str) else None
+        status = message.get("api_error_status")
+        self.api_error_status = status if isinstance(status, int) else None
         text = message.get("result")
         if isinstance(text, str):
             self.result_truncated = len(text) > RESULT_TEXT_LIMIT
@@ -80,7 +94,7 @@ def counts(results: list[TaskResult]) -> dict[str, int]:
 
 
 def overall_status(results: list[TaskResult], *, cancelled: bool) -> str:
-    if all(r.status == "succeeded" for r in results):
+    if all(r.status == TaskStatus.SUCCEEDED for r in results):
         return "succeeded"
     return "cancelled" if cancelled else "failed"
 
@@ -92,6 +106,7 @@ def pipeline_result(
     results: list[TaskResult],
     duration_s: float,
     cancelled: bool,
+    notes: list[str],
 ) -> dict[str, Any]:
     """The final ``pipeline_result`` object (also written to ``result.json``)."""
     status = overall_status(results, cancelled=cancelled)
@@ -113,5 +128,17 @@ def pipeline_result(
             "task_duration_s": round(sum(r.duration_s for r in results), 3),
         },
         # vars() + copies of the two containers: asdict() deep-copies every value.
-        "tasks": [{**vars(r), "usage": dict(r.usage), "notes": list(r.notes)} for r in results],
+        "tasks": [task_entry(r) for r in results],
+        "notes": list(notes),
+    }
+
+
+def task_entry(r: TaskResult) -> dict[str, Any]:
+    """A task's part of the result: every field (vars() and copies of the containers:
+    asdict() deep-copies every value)."""
+    return {
+        **vars(r),
+        "usage": dict(r.usage),
+        "notes": list(r.notes),
+        "secrets_in_changes": list(r.secrets_in_changes),
     }

@@ -225,6 +225,32 @@ class StreamSink:
         return self.stats
 
 
+class MaskedLog:
+    """A byte stream written to a log through a streaming masker (exact across chunks,
+    for lines of any length), never parsed: the agent's stderr. A last line without a
+    newline gets one, as in ``StreamSink``."""
+
+    def __init__(self, log: Callable[[bytes], object], *, masker: StreamMasker) -> None:
+        self._log = log
+        self._masker = masker
+        self._last = b"\n"
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._last = chunk[-1:]
+        out = self._masker.feed(chunk)
+        if out:
+            self._log(out)
+
+    def close(self) -> None:
+        rest = self._masker.close()
+        if self._last != b"\n":
+            rest += b"\n"
+        if rest:
+            self._log(rest)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (a write may be partial)."""
     view = memoryview(data)

@@ -189,7 +189,18 @@ def _where(doc: Document, loc: _Loc, at_key: bool) -> Pos | None:
 def load_plan(path: Path, *, workspace: Path | None = None) -> Plan:
     """Read and validate a v1 plan; raise ``PlanError`` with every problem found."""
     file = str(path)
-    text = _decode(_read_bytes(path, file), file)
+    return _load(_read_bytes(path, file), file, workspace)
+
+
+def load_plan_bytes(raw: bytes, file: str) -> Plan:
+    """Validate a plan read elsewhere (standard input), under the same size limit."""
+    if len(raw) > MAX_PLAN_BYTES:
+        raise _fail(file, f"the plan is larger than {MAX_PLAN_BYTES} bytes, the limit")
+    return _load(raw, file, None)
+
+
+def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
+    text = _decode(data, file)
     try:
         doc = read_yaml(text)
     except YamlStop as stop:

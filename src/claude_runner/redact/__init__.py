@@ -46,6 +46,7 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _NAMED_MIN = 16
+_CHUNK = 1024 * 1024
 
 
 def secrets_from_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -122,3 +123,12 @@ class Redactor:
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogatepass")
         return sorted(names_in(self._engine, data))
+
+    def names_in_file(self, path: str | os.PathLike[str]) -> list[str]:
+        """``names_in`` of a file of any size (a patch), read in chunks."""
+        masker = self.stream()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                masker.feed(chunk)
+        masker.close()
+        return sorted(masker.names)

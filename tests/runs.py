@@ -1,0 +1,172 @@
+"""Running plans in tests: an in-process runner with the fault agent (or the real CLI),
+a driver process for signal tests, and readers of the events and the result."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from claude_runner import proc
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.plan.models import Plan, resolve
+from claude_runner.runtime import Runtime
+from tests import fake_agent
+
+Events = list[dict[str, Any]]
+REPO = Path(__file__).resolve().parents[1]
+
+DRIVER = r"""
+import json, os, signal, sys, threading
+from pathlib import Path
+from claude_runner.plan.models import Plan, resolve
+from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.runtime import Runtime
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+cancel = threading.Event()
+got = []
+
+def on_signal(signum, frame):
+    got.append(signum)
+    cancel.set()
+
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGINT, on_signal)
+env = {**os.environ, "PIPELINE_WORKSPACES_ROOT": spec["runs_root"]}
+rc = run_pipeline(
+    resolve(Plan.model_validate(spec["plan"])),
+    Runtime.from_env(env, claude_bin=spec["claude_bin"], cancel=cancel),
+    workspace=Path(spec["workspace"]),
+    plan_path=Path("plan.yml"),
+    out=sys.stdout,
+)
+# VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's across exec)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+sys.stderr.write(f"maxrss_kb={hwm}\n")
+sys.exit(128 + got[0] if got else rc)
+"""
+
+
+def plan_of(*stages: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    return {"version": "v1", "defaults": defaults, "stages": list(stages)}
+
+
+def stage(sid: str, *prompts: str, mode: str = "sequential", **extra: Any) -> dict[str, Any]:
+    tasks = [{"id": f"t{i}", "prompt": p} for i, p in enumerate(prompts)]
+    return {"id": sid, "mode": mode, "tasks": tasks, **extra}
+
+
+class Runner:
+    """Runs plans in-process with the fake agent in a scratch workspace."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.workspace = tmp / "ws"
+        self.workspace.mkdir()
+        self.runs_root = tmp / "runs"
+        self.claude_bin = fake_agent.install(tmp)
+        self.env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test-fake-secret-0123456789"}
+        self.tmp = tmp
+
+    def run(
+        self, plan: dict[str, Any], cancel: threading.Event | None = None
+    ) -> tuple[int, Events]:
+        out = io.StringIO()
+        code = run_pipeline(
+            resolve(Plan.model_validate(plan)),
+            self.runtime(cancel),
+            workspace=self.workspace,
+            plan_path=Path("plan.yml"),
+            out=out,
+        )
+        return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def runtime(self, cancel: threading.Event | None = None) -> Runtime:
+        """The runtime app.run would build from this runner's environment."""
+        env = {**self.env, "PIPELINE_WORKSPACES_ROOT": str(self.runs_root)}
+        return Runtime.from_env(env, claude_bin=self.claude_bin, cancel=cancel)
+
+    def spawn_driver(self, plan: dict[str, Any]) -> subprocess.Popen[bytes]:
+        spec = self.tmp / "spec.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "plan": plan,
+                    "workspace": str(self.workspace),
+                    "claude_bin": self.claude_bin,
+                    "runs_root": str(self.runs_root),
+                }
+            )
+        )
+        driver = self.tmp / "driver.py"
+        driver.write_text(DRIVER)
+        env = {**self.env, "PYTHONPATH": str(REPO / "src")}
+        return proc.spawn(
+            [sys.executable, str(driver), str(spec)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+
+def result_of(events: Events) -> dict[str, Any]:
+    assert events[-1]["type"] == "pipeline_result"
+    return events[-1]
+
+
+def task(events: Events, stage_id: str, task_id: str) -> dict[str, Any]:
+    return next(
+        t
+        for t in result_of(events)["tasks"]
+        if t["stage_id"] == stage_id and t["task_id"] == task_id
+    )
+
+
+def of_type(events: Events, name: str) -> Events:
+    return [e for e in events if e["type"] == f"pipeline_event.{name}"]
+
+
+def marked_processes(plan_run_id: str) -> list[int]:
+    """Live processes (any parent) whose environment carries this run's task marker."""
+    found = []
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get("CLAUDE_RUNNER_TASK", "").startswith(plan_run_id + "/"):
+                found.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_events_until(
+    child: subprocess.Popen[bytes], done: threading.Event, sink: list[dict[str, Any]]
+) -> None:
+    assert child.stdout is not None
+    for line in child.stdout:
+        sink.append(json.loads(line))
+    done.set()
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)

@@ -12,14 +12,15 @@ else. At each anchor occurrence its rules give an interval to mask:
 
 The output replaces each union of overlapping or adjacent intervals with ``***``.
 
-**Streams.** An interval depends only on bytes near its anchor: at most ``back`` bytes
-before it (end pieces) and a bounded number after it (a form's length, a shape's
-``max_body``). So ``StreamMasker`` can release a byte once no anchor that is still
-unseen or undecided can reach it, and holds back only that undecided tail: memory is
-bounded whatever the line lengths, and its output equals ``mask`` of the whole input for
-any chunking. The tail is cut short by bytes that no anchor, form or body can contain
-(newlines, spaces, quotes, for the usual secrets): text up to such a byte is released
-at once, so a stream is not held back line by line.
+**Streams.** An interval depends only on bytes near its anchor: a bounded number
+before it (an end piece reaches back at most its form's length) and after it (a form's
+length, a shape's ``max_body``). So ``StreamMasker`` can release a byte once no anchor
+still unseen or undecided can reach it, and holds back only that tail: memory is bounded
+whatever the line lengths, and its output equals ``mask`` of the whole input for any
+chunking. The tail is as short as the data allows: the longest end of the data that
+begins an anchor, plus, before an undecided anchor, the longest end that occurs inside a
+form (an end piece could reach back over it). Text ending in a newline, space or quote
+is released whole, so a stream is not held back line by line.
 """
 
 from __future__ import annotations
@@ -253,6 +254,8 @@ class StreamMasker:
         """The bytes of the stream up to ``chunk`` that are safe to write now."""
         if not chunk:
             return b""
+        if not isinstance(chunk, bytes):  # a bytearray or memoryview: one copy
+            chunk = bytes(chunk)
         held, engine = self._buf, self._engine
         if (
             self._intervals
@@ -260,7 +263,7 @@ class StreamMasker:
             or len(held) > _FAST_HELD
             or len(chunk) < engine.margin
         ):
-            return self._advance(held + chunk if held else bytes(chunk), closed=False)
+            return self._advance(held + chunk if held else chunk, closed=False)
         # The fast path, for a chunk without an anchor: no copy of it is made, and it is
         # returned as it is when it ends where the stream can be released.
         unscanned = held[self._scanned - self._base :]

@@ -21,6 +21,13 @@ the first word of the prompt picks the behaviour:
     daemon-unmarked     the same, but the grandchild wipes its environment (no task
                         marker) and writes its pid to the path given
     write <name>        init, writes the file <name> in its cwd, success
+    silent              init, then nothing ever again (a hang before any answer)
+    linger              init, a successful result, then never exits
+    drip <n> <secs>     init, n assistant lines <secs> apart, success
+    flaky <path> <n>    crashes (no result) the first n times (counted in <path>), then
+                        succeeds
+    argv                init, an assistant line with its own argv, success
+    output <json>       init, a successful result whose structured_output is <json>
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ def _init() -> str:
     return session
 
 
-def _result(session: str, *, is_error: bool = False, text: str) -> None:
+def _result(session: str, *, is_error: bool = False, text: str, **extra: object) -> None:
     _emit(
         {
             "type": "result",
@@ -57,6 +64,7 @@ def _result(session: str, *, is_error: bool = False, text: str) -> None:
             "num_turns": 1,
             "total_cost_usd": 0.001,
             "usage": {"input_tokens": 10, "output_tokens": 5},
+            **extra,
         }
     )
 
@@ -117,6 +125,59 @@ def _nothing() -> None:
     return None
 
 
+def _forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def _drip(words: list[str], count: int) -> None:
+    for _ in range(count):
+        time.sleep(float(words[2]))
+        _emit({"type": "assistant", "message": {"content": []}})
+
+
+def _flaky(words: list[str]) -> None:
+    counter = Path(words[1])
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen < int(words[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stderr_secret(session: str) -> int:
+    value = os.environ.get("ANTHROPIC_API_KEY", "")
+    half = len(value) // 2
+    for part in (f"warning: key {value[:half]}", f"{value[half:]} rejected\n"):
+        sys.stderr.write(part)
+        sys.stderr.flush()
+        time.sleep(0.05)  # two writes, so two reads on the runner's side
+    _result(session, text="ok")
+    return 0
+
+
+def _secret(session: str) -> int:
+    value = os.environ.get("ANTHROPIC_API_KEY", "")
+    _emit({"type": "assistant", "text": f"the key is {value}"})
+    _result(session, text=f"key={value}")
+    return 0
+
+
+def _error(session: str) -> int:
+    _result(session, is_error=True, text="API Error: 500 overloaded")
+    return 1
+
+
+def _output(session: str, prompt: str) -> int:
+    _result(session, text="structured", structured_output=json.loads(prompt.split(" ", 1)[1]))
+    return 0
+
+
+def _linger(session: str) -> int:
+    _result(session, text="done, but lingering")
+    _forever()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     # As the runner calls the real CLI: the prompt is the operand after "--", else stdin.
     prompt = argv[argv.index("--") + 1] if "--" in argv else sys.stdin.read()
@@ -125,6 +186,16 @@ def main(argv: list[str]) -> int:
     arg = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
     session = _init()
     block = _assistant_line(1024) * 1024
+    # Modes that end the run their own way, with their exit code.
+    endings: dict[str, Callable[[str], int]] = {
+        "noresult": lambda _: 0,
+        "error": _error,
+        "linger": _linger,
+        "stderr-secret": _stderr_secret,
+        "secret": _secret,
+        "output": lambda session: _output(session, prompt),
+    }
+    # Modes that do something, then succeed.
     actions: dict[str, Callable[[], object]] = {
         "sleep": lambda: time.sleep(arg),
         "crash": lambda: _crash(words),
@@ -138,26 +209,13 @@ def main(argv: list[str]) -> int:
         "daemon": _daemon,
         "daemon-unmarked": lambda: _daemon_unmarked(words),
         "write": lambda: Path(words[1]).write_text("written by the agent\n"),
+        "silent": _forever,
+        "drip": lambda: _drip(words, arg),
+        "flaky": lambda: _flaky(words),
+        "argv": lambda: _emit({"type": "assistant", "argv": argv}),
     }
-    if mode == "noresult":
-        return 0
-    if mode == "error":
-        _result(session, is_error=True, text="API Error: 500 overloaded")
-        return 1
-    if mode == "stderr-secret":
-        value = os.environ.get("ANTHROPIC_API_KEY", "")
-        half = len(value) // 2
-        for part in (f"warning: key {value[:half]}", f"{value[half:]} rejected\n"):
-            sys.stderr.write(part)
-            sys.stderr.flush()
-            time.sleep(0.05)  # two writes, so two reads on the runner's side
-        _result(session, text="ok")
-        return 0
-    if mode == "secret":
-        value = os.environ.get("ANTHROPIC_API_KEY", "")
-        _emit({"type": "assistant", "text": f"the key is {value}"})
-        _result(session, text=f"key={value}")
-        return 0
+    if mode in endings:
+        return endings[mode](session)
     actions.get(mode, _nothing)()
     _result(session, text=f"done: prompt of {len(prompt)} characters")
     return 0

@@ -3,6 +3,7 @@ a driver process for signal tests, and readers of the events and the result."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import psutil
 from claude_runner import proc
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.plan.resolved import AgentControls, ResolvedPlan
 from claude_runner.runtime import Runtime
 from tests import fake_agent
 
@@ -28,6 +30,7 @@ DRIVER = r"""
 import json, os, signal, sys, threading
 from pathlib import Path
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.plan.resolved import AgentControls, ResolvedPlan
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.runtime import Runtime
 
@@ -77,11 +80,13 @@ class Runner:
         self.tmp = tmp
 
     def run(
-        self, plan: dict[str, Any], cancel: threading.Event | None = None
+        self, plan: dict[str, Any] | ResolvedPlan, cancel: threading.Event | None = None
     ) -> tuple[int, Events]:
+        """Run a plan (plain data of a v1 plan, or a resolved plan); exit code, events."""
         out = io.StringIO()
+        resolved = plan if isinstance(plan, ResolvedPlan) else resolve(Plan.model_validate(plan))
         code = run_pipeline(
-            resolve(Plan.model_validate(plan)),
+            resolved,
             self.runtime(cancel),
             workspace=self.workspace,
             plan_path=Path("plan.yml"),
@@ -170,3 +175,18 @@ def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def tuned(
+    plan: dict[str, Any], *, top: dict[str, Any] | None = None, **fields: Any
+) -> ResolvedPlan:
+    """A v1 plan resolved, then given v2 settings: ``fields`` on every task (a
+    ``controls`` mapping becomes AgentControls), ``top`` on the plan."""
+    resolved = resolve(Plan.model_validate(plan))
+    if "controls" in fields:
+        fields["controls"] = AgentControls(**fields["controls"])
+    stages = tuple(
+        dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **fields) for t in s.tasks))
+        for s in resolved.stages
+    )
+    return dataclasses.replace(resolved, stages=stages, version="v2", **(top or {}))

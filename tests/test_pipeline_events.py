@@ -23,18 +23,26 @@ TASK = ("stage_id", "task_id")
 
 PINNED = {
     "pipeline_event.plan_start": (
-        *ENVELOPE, "plan_path", "workspace", "run_dir", "stage_count", "task_count",
+        *ENVELOPE, "plan_path", "workspace", "run_dir", "stage_count", "task_count", "version",
+        "rehearsal", "max_concurrency", "budget_usd",
     ),
     "pipeline_event.stage_start": (*ENVELOPE, "stage_id", "mode", "max_parallel", "task_count"),
     "pipeline_event.task_start": (
         *ENVELOPE, *TASK, "model", "workspace_mode", "workspace", "log", "workspace_method",
-        "read_only",
+        "read_only", "attempt", "instance_of",
+    ),
+    "pipeline_event.task_retry": (
+        *ENVELOPE, *TASK, "attempt", "kind", "delay_s", "reason",
+    ),
+    "pipeline_event.task_check": (
+        *ENVELOPE, *TASK, "attempt", "exit_code", "duration_s", "passed", "log",
     ),
     "pipeline_event.task_session_bind": (*ENVELOPE, *TASK, "session_id"),
     "pipeline_event.task_output": (*ENVELOPE, *TASK, "message", "raw"),
     "pipeline_event.task_finish": (
         *ENVELOPE, *TASK, "status", "failure_kind", "exit_code", "signal", "is_error", "reason",
         "duration_s", "session_id", "branch", "patch", "changed_files", "secrets_in_changes",
+        "attempts", "cost_usd",
     ),
     "pipeline_event.stage_finish": (*ENVELOPE, "stage_id", "status", "duration_s", "counts"),
     "pipeline_event.plan_finish": (*ENVELOPE, "status", "duration_s", "counts"),
@@ -49,7 +57,8 @@ TASK_RESULT_KEYS = (
     "signal", "is_error", "reason", "duration_s", "session_id", "result", "result_truncated",
     "result_subtype", "api_error_status", "num_turns", "total_cost_usd", "usage", "workspace",
     "log", "stderr_log", "config_dir", "branch", "patch", "changed_files",
-    "secrets_in_changes", "workspace_method", "read_only", "notes",
+    "secrets_in_changes", "workspace_method", "read_only", "attempts", "checks", "output",
+    "cost_estimated", "instance_of", "item", "needs", "notes",
 )  # fmt: skip
 # What v1 consumers were promised: these keys stay (new ones may be added).
 V1_TASK_FINISH = (

@@ -199,11 +199,22 @@ def test_run_directory_layout(runner: Runner) -> None:
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config",
         "events.jsonl",
+        "plan.json",
         "result.json",
+        "run.json",
         "tasks",
     ]
     task_dir = run_dir / "tasks" / "s" / "t0"
-    assert sorted(p.name for p in task_dir.iterdir()) == ["agent.log", "stderr.log", "workspace"]
+    assert sorted(p.name for p in task_dir.iterdir()) == [
+        "agent.log",
+        "result.json",
+        "stderr.log",
+        "workspace",
+    ]
+    assert json.loads((task_dir / "result.json").read_text()) == result_of(events)["tasks"][0]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (run["plan_run_id"], run["version"]) == (result_of(events)["plan_run_id"], "v1")
+    assert json.loads((run_dir / "plan.json").read_text())["stages"][0]["id"] == "s"
     assert json.loads((run_dir / "result.json").read_text()) == result_of(events)
     jsonl = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert jsonl == events

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,23 +30,77 @@ def interactive_argv(claude_bin: str, *, model: str | None) -> list[str]:
     return [*argv, SKIP_PERMISSIONS]
 
 
+@dataclass(frozen=True)
+class CliOptions:
+    """The CLI flags that vary per run (each is the pinned CLI's own flag; see
+    docs/cli-behaviour.md). Unset values add nothing."""
+
+    model: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    disallowed_tools: tuple[str, ...] | None = None
+    permission_mode: str | None = None  # replaces --dangerously-skip-permissions
+    append_system_prompt: str | None = None
+    mcp_config: str | None = None  # a file
+    add_dirs: tuple[str, ...] | None = None
+    effort: str | None = None
+    fallback_model: str | None = None
+    settings: str | None = None  # a file or a JSON text
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    json_schema: str | None = None
+    resume: str | None = None  # a session id to continue
+
+
+def _option_args(o: CliOptions) -> list[str]:
+    args: list[str] = []
+    single = (
+        ("--model", o.model),
+        ("--append-system-prompt", o.append_system_prompt),
+        ("--mcp-config", o.mcp_config),
+        ("--effort", o.effort),
+        ("--fallback-model", o.fallback_model),
+        ("--settings", o.settings),
+        ("--max-turns", None if o.max_turns is None else str(o.max_turns)),
+        ("--max-budget-usd", None if o.max_budget_usd is None else f"{o.max_budget_usd:.6f}"),
+        ("--json-schema", o.json_schema),
+        ("--resume", o.resume),
+    )
+    for flag, value in single:
+        if value is not None:
+            args += [flag, value]
+    # Variadic lists: each item its own argument (a tool rule may hold spaces); the "--"
+    # before the prompt ends them.
+    for flag, items in (
+        ("--allowedTools", o.allowed_tools),
+        ("--disallowedTools", o.disallowed_tools),
+        ("--add-dir", o.add_dirs),
+    ):
+        if items:
+            args += [flag, *items]
+    return args
+
+
 def build_print_argv(
     claude_bin: str,
     *,
     prompt: str | None,
-    model: str | None,
+    model: str | None = None,
     output_format: OutputFormat,
     verbose: bool,
+    options: CliOptions | None = None,
 ) -> list[str]:
     """A headless run. ``prompt=None`` makes the CLI read the prompt from stdin."""
-    argv = [claude_bin, "-p"]
-    if model:
-        argv += ["--model", model]
+    opts = options or CliOptions(model=model)
+    argv = [claude_bin, "-p", *_option_args(opts)]
     # stream-json is refused by the CLI without --verbose; json with --verbose turns into
     # an array of every message, so --verbose goes with stream-json only.
     if verbose or output_format == "stream-json":
         argv.append("--verbose")
-    argv += ["--output-format", output_format, SKIP_PERMISSIONS]
+    argv += ["--output-format", output_format]
+    if opts.permission_mode is not None:
+        argv += ["--permission-mode", opts.permission_mode]
+    else:
+        argv.append(SKIP_PERMISSIONS)
     return argv if prompt is None else [*argv, "--", prompt]
 
 

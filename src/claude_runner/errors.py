@@ -6,6 +6,8 @@ own subclass that also inherits the matching builtin, so callers can catch eithe
     RunnerError                     exit 2 unless said otherwise
     ├── UsageError(ValueError)      bad command line or environment variable
     ├── PlanError(ValueError)       the pipeline plan is invalid (carries every problem)
+    ├── ExpressionError(ValueError) a ``${{ }}`` expression or template is invalid, or its
+    │                               evaluation failed (carries the offset in its text)
     ├── WorkspaceError(OSError)     source/target directories, copies, task workspaces
     │   └── PreserveError           a task's changes could not be saved
     ├── GitError(RuntimeError)      gh authentication (when required), git configuration
@@ -64,6 +66,40 @@ class PlanError(RunnerError, ValueError):
         count = len(problems)
         head = f"invalid pipeline plan ({count} problem{'s' if count != 1 else ''})"
         super().__init__(head + "".join(f"\n  {p}" for p in problems))
+
+
+class ExpressionError(RunnerError, ValueError):
+    """An expression or template cannot be parsed or evaluated.
+
+    ``offset`` is the 0-based index in ``text`` (the whole expression or template that was
+    parsed) where the problem is; ``line`` and ``column`` (1-based) say the same for a
+    reader, and the plan loader adds them to the position where ``text`` starts in its
+    file. ``detail`` is the message without the position. Messages name types and the
+    plan's own text, never a value from the evaluation context (it may hold secrets).
+    """
+
+    def __init__(self, problem: str, *, text: str, offset: int, hint: str = "") -> None:
+        self.problem = problem
+        self.hint = hint
+        self.text = text
+        self.offset = offset
+        self.line = text.count("\n", 0, offset) + 1
+        self.column = offset - text.rfind("\n", 0, offset)
+        where = self.position(text, offset)
+        super().__init__(f"{problem} at {where}" + (f"; {hint}" if hint else ""))
+
+    @staticmethod
+    def position(text: str, offset: int) -> str:
+        """``column C``, or ``line L, column C`` when ``text`` has several lines."""
+        column = f"column {offset - text.rfind(chr(10), 0, offset)}"
+        if "\n" not in text:
+            return column
+        return f"line {text.count(chr(10), 0, offset) + 1}, {column}"
+
+    @property
+    def detail(self) -> str:
+        """The message without its position, for callers that print their own."""
+        return self.problem + (f"; {self.hint}" if self.hint else "")
 
 
 class WorkspaceError(RunnerError, OSError):

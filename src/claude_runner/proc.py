@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -81,6 +82,56 @@ def run(
         out.decode("utf-8", "replace"),
         err.decode("utf-8", "replace"),
     )
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None,
+    cancel: threading.Event | None = None,
+    on_output: Callable[[bytes], None],
+) -> int:
+    """Run to completion, handing stdout and stderr (one stream, as written) to
+    ``on_output`` as it arrives: a command whose output may be large (a test suite).
+    Raises like ``run``; the child's group is stopped on every way out."""
+    child = spawn(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert child.stdout is not None  # noqa: S101 - asked for above
+    fd = child.stdout.fileno()
+    os.set_blocking(fd, False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                wait = _CANCEL_POLL
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                if selector.select(wait):
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        break
+                    on_output(chunk)
+                _check_stop(argv, deadline, timeout, cancel)
+        return child.wait()
+    except BaseException:
+        stop(child, grace=1.0)
+        raise
+    finally:
+        child.stdout.close()
+
+
+def _check_stop(
+    argv: Sequence[str],
+    deadline: float | None,
+    timeout: float | None,
+    cancel: threading.Event | None,
+) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise subprocess.TimeoutExpired(list(argv), timeout or 0.0)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(argv[0])
 
 
 def spawn(

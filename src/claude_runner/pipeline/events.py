@@ -71,6 +71,10 @@ class PlanStart(Event):
     run_dir: str
     stage_count: int
     task_count: int
+    version: str = "v1"
+    rehearsal: bool = False
+    max_concurrency: int | None = None
+    budget_usd: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +97,35 @@ class TaskStart(Event):
     log: str
     workspace_method: str
     read_only: str | None
+    attempt: int = 1
+    instance_of: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRetry(Event):
+    """A failed attempt is tried again after ``delay_s``; ``attempt`` is the next one."""
+
+    TYPE: ClassVar[str] = _PREFIX + "task_retry"
+    stage_id: str
+    task_id: str
+    attempt: int
+    kind: str | None
+    delay_s: float
+    reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCheck(Event):
+    """One run of a task's verify gate."""
+
+    TYPE: ClassVar[str] = _PREFIX + "task_check"
+    stage_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    duration_s: float
+    passed: bool
+    log: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,12 +164,19 @@ class TaskFinish(Event):
     patch: str | None
     changed_files: int | None
     secrets_in_changes: list[str]
+    attempts: int
+    cost_usd: float | None
 
     @classmethod
     def of(cls, plan_run_id: str, res: TaskResult) -> TaskFinish:
-        """The event of a finished task: the result's fields of the same names."""
+        """The event of a finished task: the result's fields of the same names, the
+        number of attempts and the cost."""
+        derived: dict[str, Any] = {"attempts": len(res.attempts), "cost_usd": res.total_cost_usd}
         own = EVENT_KEYS[cls.TYPE][len(_ENVELOPE) :]
-        return cls(plan_run_id=plan_run_id, **{name: getattr(res, name) for name in own})
+        return cls(
+            plan_run_id=plan_run_id,
+            **{name: derived[name] if name in derived else getattr(res, name) for name in own},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +202,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TaskStart,
     TaskSessionBind,
     TaskOutput,
+    TaskRetry,
+    TaskCheck,
     TaskFinish,
     StageFinish,
     PlanFinish,

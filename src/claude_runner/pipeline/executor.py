@@ -20,46 +20,26 @@ task gets its ``task_finish``, the run its ``plan_finish`` and result line on st
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
-import os
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from claude_runner import log, procs
-from claude_runner.pipeline import configdir, preserve, taskspace
+from claude_runner.pipeline import configdir, graph, preserve, runstate, taskspace
+from claude_runner.pipeline.budget import Budget
+from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import EventWriter, Listener, PlanFinish, PlanStart
+from claude_runner.pipeline.graph import Node, NodeTemplates, Semantics, Stage
+from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
-from claude_runner.pipeline.scheduler import Node, Scheduler, Stage
-from claude_runner.pipeline.state import TaskStatus
-from claude_runner.pipeline.task import RunContext, TaskRun, marker_of
+from claude_runner.pipeline.scheduler import Scheduler
+from claude_runner.pipeline.task import TaskRun
 from claude_runner.plan.models import ResolvedPlan
+from claude_runner.plan.schema import dry_run_document
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
-
-
-def build_graph(plan: ResolvedPlan, ctx: RunContext) -> list[Stage]:
-    """The plan's stages and task nodes: each task of a stage needs every task of the
-    previous stage, and a sequential stage chains its tasks."""
-    stages: list[Stage] = []
-    previous: list[Node] = []
-    for resolved in plan.stages:
-        stage = Stage(resolved.id, resolved.mode, resolved.max_parallel)
-        for task in resolved.tasks:
-            node = Node(TaskRun(task, ctx), stage)
-            node.needs = list(previous)
-            if resolved.mode == "sequential" and stage.nodes:
-                node.needs.append(stage.nodes[-1])
-            for need in node.needs:
-                need.dependents.append(node)
-            node.waiting = len(node.needs)
-            stage.nodes.append(node)
-        stage.left = len(stage.nodes)
-        stages.append(stage)
-        previous = stage.nodes
-    return stages
 
 
 def run_pipeline(
@@ -88,6 +68,7 @@ def run_pipeline(
         listeners=listeners,
     )
     settings = runtime.settings
+    prices = PriceTable.load(runtime.env.get("PIPELINE_PRICE_TABLE"))
     with Watchman(marker_of(plan_run_id).decode()) as watchman:
         ctx = RunContext(
             plan_run_id=plan_run_id,
@@ -101,21 +82,50 @@ def run_pipeline(
             identity=(settings.git_user_name, settings.git_user_email),
             watchman=watchman,
             cancel=runtime.cancel,
+            prices=prices,
+            track_usage=plan.budget_usd is not None,
         )
         return _run(plan, ctx, plan_path=plan_path)
 
 
 def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
-    writer, cancel = ctx.writer, ctx.cancel
+    writer = ctx.writer
     started = time.monotonic()
-    stages = build_graph(plan, ctx)
+    semantics = Semantics(version=plan.version, run_id=ctx.plan_run_id)
+
+    def make_run(node: Node) -> TaskRun:
+        return TaskRun(
+            node.task,
+            ctx,
+            templates=NodeTemplates(semantics, node, ctx.env),
+            instance_of=node.parent.task.id if node.parent is not None else None,
+            item=node.item,
+            needs=tuple(n.ref for n in node.needs),
+        )
+
+    stages = graph.build(plan, make_run)
+    semantics.index(stages, make_run)
+    budget = Budget(plan.budget_usd) if plan.budget_usd is not None else None
     scheduler = Scheduler(
         stages,
         ctx,
-        max_concurrency=None,
-        abort_reason=lambda: "cancelled by a signal to the runner" if cancel.is_set() else None,
+        semantics,
+        max_concurrency=plan.max_concurrency,
+        timeout=plan.timeout,
+        budget=budget,
     )
-    results = [n.run.result for s in stages for n in s.nodes]
+    task_count = sum(len(s.nodes) for s in stages)
+    try:
+        runstate.start(
+            ctx.run_dir,
+            plan_run_id=ctx.plan_run_id,
+            plan_path=plan_path,
+            workspace=ctx.workspace,
+            plan_document=dry_run_document(plan, plan_path=plan_path),
+            rehearsal=False,
+        )
+    except OSError as exc:
+        writer.problems.append(f"cannot write the run's state files: {exc}")
     try:
         writer.emit(
             PlanStart(
@@ -124,7 +134,10 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 workspace=str(ctx.workspace),
                 run_dir=str(ctx.run_dir),
                 stage_count=len(plan.stages),
-                task_count=len(results),
+                task_count=task_count,
+                version=plan.version,
+                max_concurrency=plan.max_concurrency,
+                budget_usd=plan.budget_usd,
             )
         )
         scheduler.run()
@@ -133,7 +146,9 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         for config_dir in scheduler.config_dirs:
             configdir.scrub(config_dir, ctx.redactor)
         _report_unfinished(stages, ctx)
-        code = _finish(ctx, results, started)
+        results = [n.result for s in stages for n in s.nodes if not n.instances]
+        extra = {"version": plan.version, "budget": budget.summary() if budget else None}
+        code = _finish(ctx, results, started, extra)
     return code
 
 
@@ -142,16 +157,17 @@ def _report_unfinished(stages: list[Stage], ctx: RunContext) -> None:
     ``task_finish`` (its status says it did not run to the end)."""
     for stage in stages:
         for node in stage.nodes:
-            if not node.done:
-                res = node.run.result
-                if res.status == TaskStatus.SKIPPED:
+            if not node.done and not node.instances:
+                if node.run.attempt == 0:
                     node.run.skip("not run: the runner failed")
                 else:
                     node.run.note("the runner failed while this task ran")
                     node.run.finish()
 
 
-def _finish(ctx: RunContext, results: list[TaskResult], started: float) -> int:
+def _finish(
+    ctx: RunContext, results: list[TaskResult], started: float, extra: dict[str, Any]
+) -> int:
     writer = ctx.writer
     duration = time.monotonic() - started
     was_cancelled = ctx.cancel.is_set()
@@ -172,6 +188,7 @@ def _finish(ctx: RunContext, results: list[TaskResult], started: float) -> int:
         cancelled=was_cancelled,
         notes=notes,
     )
+    final.update(extra)
     code = int(final["exit_code"])
     # The same compact line as the last event (indent would also switch json to its
     # pure-Python encoder).
@@ -188,13 +205,9 @@ def _finish(ctx: RunContext, results: list[TaskResult], started: float) -> int:
 
 def _write_result(run_dir: Path, text: str) -> str | None:
     """Write ``result.json`` atomically; the problem, when it could not be written."""
-    tmp = run_dir / "result.json.tmp"
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run_dir / "result.json")
+        runstate.write_atomic(run_dir / "result.json", text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         why = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
         return (
             f"cannot write {run_dir / 'result.json'} ({why}); the result is the last line on stdout"

@@ -29,6 +29,22 @@ USAGE_KEYS = (
 
 
 @dataclass
+class AttemptRecord:
+    """One attempt of a task (the first, or a retry)."""
+
+    attempt: int
+    status: TaskStatus
+    failure_kind: FailureKind | None
+    reason: str | None
+    exit_code: int | None
+    duration_s: float
+    cost_usd: float
+    cost_estimated: bool
+    session_id: str | None
+    log: str
+
+
+@dataclass
 class TaskResult:
     """What one task did; filled in as it runs, frozen into the result at the end."""
 
@@ -61,6 +77,13 @@ class TaskResult:
     secrets_in_changes: list[str] = field(default_factory=list)
     workspace_method: str | None = None  # shared, copy (reflink, overlay: see taskspace)
     read_only: str | None = None  # snapshot_ro: how read-only was guaranteed
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    output: Any = None  # the structured output (output_schema)
+    cost_estimated: bool = False  # part of total_cost_usd was estimated from token usage
+    instance_of: str | None = None  # a for_each instance: the task it was made from
+    item: Any = None  # a for_each instance: its item
+    needs: list[str] = field(default_factory=list)  # "stage/task" refs it waited for
     notes: list[str] = field(default_factory=list)
 
     def take_result_message(self, message: dict[str, Any]) -> None:
@@ -79,14 +102,23 @@ class TaskResult:
             self.result = "; ".join(str(e) for e in message["errors"])[:RESULT_TEXT_LIMIT]
         turns = message.get("num_turns")
         self.num_turns = turns if isinstance(turns, int) else None
-        cost = message.get("total_cost_usd")
-        self.total_cost_usd = float(cost) if isinstance(cost, int | float) else None
-        usage = message.get("usage")
-        if isinstance(usage, dict):
-            self.usage = {k: int(usage[k]) for k in USAGE_KEYS if isinstance(usage.get(k), int)}
         sid = message.get("session_id")
         if isinstance(sid, str) and sid and self.session_id is None:
             self.session_id = sid
+
+
+def cost_of(message: dict[str, Any]) -> float | None:
+    """The cost a result message reports."""
+    cost = message.get("total_cost_usd")
+    return float(cost) if isinstance(cost, int | float) else None
+
+
+def usage_of(message: dict[str, Any]) -> dict[str, int]:
+    """The token usage a message reports (a result's, or an assistant message's)."""
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return {}
+    return {k: int(usage[k]) for k in USAGE_KEYS if isinstance(usage.get(k), int)}
 
 
 def counts(results: list[TaskResult]) -> dict[str, int]:
@@ -94,7 +126,14 @@ def counts(results: list[TaskResult]) -> dict[str, int]:
 
 
 def overall_status(results: list[TaskResult], *, cancelled: bool) -> str:
-    if all(r.status == TaskStatus.SUCCEEDED for r in results):
+    """``succeeded`` when every task succeeded or was skipped for no failure (a v2
+    condition that said no, an empty fan-out); else ``cancelled`` after a signal, or
+    ``failed``."""
+    if all(
+        r.status == TaskStatus.SUCCEEDED
+        or (r.status == TaskStatus.SKIPPED and r.failure_kind is None)
+        for r in results
+    ):
         return "succeeded"
     return "cancelled" if cancelled else "failed"
 
@@ -141,4 +180,7 @@ def task_entry(r: TaskResult) -> dict[str, Any]:
         "usage": dict(r.usage),
         "notes": list(r.notes),
         "secrets_in_changes": list(r.secrets_in_changes),
+        "attempts": [vars(a) for a in r.attempts],
+        "checks": list(r.checks),
+        "needs": list(r.needs),
     }

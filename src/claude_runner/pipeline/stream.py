@@ -29,6 +29,7 @@ MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _SYSTEM = b'"system"'
 _RESULT = b'"result"'
+_ASSISTANT = b'"assistant"'
 
 
 def parse_object(line: bytes) -> dict[str, object] | None:
@@ -62,15 +63,21 @@ class PumpStats:
 
 
 class _Scanner:
-    """Finds the ``system``/``init`` and ``result`` messages in blocks of whole lines."""
+    """Finds the ``system``/``init`` and ``result`` messages (and, when wanted, the
+    ``assistant`` ones) in blocks of whole lines."""
 
-    def __init__(self, on_message: Callable[[dict[str, object]], None]) -> None:
+    def __init__(
+        self, on_message: Callable[[dict[str, object]], None], *, want_assistant: bool
+    ) -> None:
         self.on_message = on_message
         self.want_system = True
+        self.want_assistant = want_assistant
 
     def scan(self, block: bytes) -> None:
         if self.want_system:
             self._find(block, _SYSTEM)
+        if self.want_assistant:
+            self._find(block, _ASSISTANT)
         self._find(block, _RESULT)
 
     def _find(self, block: bytes, needle: bytes) -> None:
@@ -87,6 +94,8 @@ class _Scanner:
                     self.want_system = False
                     self.on_message(message)
                     return
+                elif needle is _ASSISTANT and message.get("type") == "assistant":
+                    self.on_message(message)
             at = block.find(needle, end)
 
 
@@ -164,13 +173,13 @@ class StreamSink:
 
     Writes it to ``log`` (a write function) through ``masker`` (secrets masked, exactly
     whatever the chunking; none: unmasked). ``on_message`` receives the parsed
-    ``system``/``init`` and ``result`` messages; ``on_line`` (verbosity vv) receives
-    every line (without its newline). Both get the agent's bytes unmasked: whoever
-    writes them out masks them (the ``EventWriter``, the result). A line longer than
-    ``limit`` still reaches the log whole but is neither parsed nor forwarded;
-    ``stats.overlong`` records its size. A last line without a newline gets one in the
-    log. Feed chunks of at most ``read_size`` bytes, so that only a block's first line
-    can exceed ``limit``.
+    ``system``/``init`` and ``result`` messages (and the ``assistant`` ones with
+    ``want_assistant``); ``on_line`` (verbosity vv) receives every line (without its
+    newline). Both get the agent's bytes unmasked: whoever writes them out masks them
+    (the ``EventWriter``, the result). A line longer than ``limit`` still reaches the log
+    whole but is neither parsed nor forwarded; ``stats.overlong`` records its size. A
+    last line without a newline gets one in the log. Feed chunks of at most
+    ``read_size`` bytes, so that only a block's first line can exceed ``limit``.
 
     Lines are handled in blocks cut at the last newline: one search per needle per
     block, in C, rather than per line in Python; only lines that contain a needle are
@@ -186,12 +195,13 @@ class StreamSink:
         on_line: Callable[[bytes], None] | None = None,
         masker: StreamMasker | None = None,
         limit: int = MAX_LINE,
+        want_assistant: bool = False,
     ) -> None:
         self.stats = PumpStats()
         self.read_size = min(_CHUNK, limit)
         self._log = log
         self._masker = masker
-        self._scanner = _Scanner(on_message)
+        self._scanner = _Scanner(on_message, want_assistant=want_assistant)
         self._on_line = on_line
         self._splitter = _LineSplitter(limit=limit, write_lines=self._write_lines, stats=self.stats)
         self._last = b"\n"  # the last byte fed (none yet: no newline to add)

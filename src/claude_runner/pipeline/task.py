@@ -1,98 +1,79 @@
-"""One pipeline task from ``task_start`` to ``task_finish``, as steps the run's scheduler
-(``scheduler.py``) drives. ``TaskRun`` is the one owner of the task's state: only its
-methods change its ``TaskResult``.
+"""One pipeline task from its first ``task_start`` to its ``task_finish``, as steps the
+run's scheduler (``scheduler.py``) drives. ``TaskRun`` is the one owner of the task's
+state: only its methods change its ``TaskResult``.
 
-The steps, in order: ``begin`` (``task_start``), ``prepare`` (prompt, workspace copy,
-branch base: may block, so the scheduler runs it in a helper thread when it copies),
-``launch`` (the CLI), ``feed`` / ``feed_stderr`` / ``output_closed`` /
-``stderr_closed`` (its two pipes), ``settle`` (its exit status), ``conclude``
-(preserve the work, check a read-only snapshot, sweep leftovers: may block, same rule)
-and ``finish`` (``task_finish``). Every step but ``prepare`` and ``conclude`` runs on
-the scheduler's thread, so the state needs no lock; those two touch only their own
-files. A step never raises: a failure becomes the task's status, kind and reason.
+An attempt: ``begin`` (``task_start``), ``prepare`` (prompt, workspace copy, branch
+base: may block, so the scheduler runs it in a helper thread when it copies),
+``launch`` (the CLI, a ``CliRun``), its pipes (``feed``, ``feed_stderr``,
+``output_closed``, ``stderr_closed``), ``cli_exited``; then, while the verdict is a
+success and a verify gate is set, ``check`` (blocking) and, when it failed and runs are
+left, ``continue_session`` (the same session, ``--resume``); then ``conclude``
+(blocking: preserve the work, check a read-only snapshot, sweep leftovers). After an
+attempt, ``retry_delay`` says whether another one comes (``retry`` emits
+``task_retry`` and moves the attempt's files aside) or ``finish`` emits
+``task_finish``. Every step but ``prepare``, ``check`` and ``conclude`` runs on the
+scheduler's thread, so the state needs no lock; those touch only their own files. A
+step never raises: a failure becomes the task's status, kind and reason.
 
-``cancel`` before the launch prevents it; afterwards ``proc.stop`` escalates SIGINT ->
-SIGTERM -> SIGKILL (``STOP_GRACE`` seconds apart, in a thread of its own) over the CLI's
-process group and every descendant, which ends its output. Every task's environment
-carries ``CLAUDE_RUNNER_TASK=<run>/<stage>/<task>`` so processes that escaped the tree
-(Bash-tool children in their own sessions, double forks) are found in /proc and killed:
-right after a task that failed or was cancelled, and for every task at the end of its
-stage (and by the run's watchman, ``reaper.py``, if the runner itself is killed).
+``cancel`` and ``time_out`` stop the attempt: before the launch they prevent it;
+afterwards ``proc.stop`` escalates SIGINT -> SIGTERM -> SIGKILL (``STOP_GRACE`` seconds
+apart, in a thread of its own) over the CLI's process group and every descendant, and a
+running check or copy is stopped through the attempt's ``stop`` event. Every task's
+environment carries ``CLAUDE_RUNNER_TASK=<run>/<stage>/<task>`` so processes that
+escaped the tree (Bash-tool children in their own sessions, double forks) are found in
+/proc and killed: right after an attempt that did not succeed, for every task at the end
+of its stage, and by the run's watchman (``reaper.py``) if the runner itself is killed.
 
 The CLI always runs with ``--output-format stream-json --verbose`` so the session binds
-at every verbosity; its stdout goes line by line to ``agent.log``, its stderr to
-``stderr.log``, both masked. ``task_output`` events: verbosity ``v`` forwards only the
-final ``result`` message, ``vv`` every line (``message`` when it is a JSON object,
-otherwise ``raw`` text).
+at every verbosity. ``task_output`` events: verbosity ``v`` forwards only the final
+``result`` message, ``vv`` every line (``message`` when it is a JSON object, otherwise
+``raw`` text).
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from claude_runner import proc, procs
-from claude_runner.agent import build_agent_env, build_print_argv
+from claude_runner import log, proc, procs
+from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
 from claude_runner.errors import PreserveError, RunnerError
-from claude_runner.pipeline import configdir, preserve, stream, taskspace
+from claude_runner.pipeline import configdir, gate, preserve, retry, runstate, stream, taskspace
+from claude_runner.pipeline.classify import classify
+from claude_runner.pipeline.clirun import CliRun, Hooks, Outcome
+from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import (
-    EventWriter,
+    TaskCheck,
     TaskFinish,
     TaskOutput,
+    TaskRetry,
     TaskSessionBind,
     TaskStart,
 )
-from claude_runner.pipeline.result import TaskResult
+from claude_runner.pipeline.result import (
+    AttemptRecord,
+    TaskResult,
+    cost_of,
+    task_entry,
+    usage_of,
+)
 from claude_runner.pipeline.state import FailureKind, TaskStatus
-from claude_runner.plan.models import ResolvedTask
 from claude_runner.plan.promptfile import read_prompt_file
-from claude_runner.reaper import Watchman
-from claude_runner.redact import Redactor
+from claude_runner.plan.resolved import ResolvedTask
 
 STOP_GRACE = 3.0
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
-TASK_MARKER = "CLAUDE_RUNNER_TASK"
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every task of one run shares."""
-
-    plan_run_id: str
-    run_dir: Path
-    workspace: Path
-    claude_bin: str
-    env: Mapping[str, str]
-    writer: EventWriter
-    redactor: Redactor
-    git_dir: Path | None
-    identity: tuple[str, str]
-    watchman: Watchman
-    cancel: threading.Event
-
-
-def marker_of(plan_run_id: str, stage_id: str = "", task_id: str = "") -> bytes:
-    """The environment entry that marks a task's processes (a prefix for a stage or run:
-    ``<run>/`` or ``<run>/<stage>/``; the trailing slash keeps ``a`` from matching ``ab``)."""
-    value = f"{plan_run_id}/"
-    if stage_id:
-        value += f"{stage_id}/"
-        if task_id:
-            value += task_id
-    return f"{TASK_MARKER}={value}".encode()
 
 
 def _signal_name(returncode: int) -> str | None:
@@ -113,64 +94,104 @@ def _tail(path: Path) -> str:
         return ""
 
 
-_SUBTYPE_KINDS = {
-    "error_max_turns": FailureKind.MAX_TURNS,
-    "error_max_budget_usd": FailureKind.BUDGET,
-}
+@dataclass
+class _Attempt:
+    """The state of the current attempt."""
+
+    number: int
+    started: float = field(default_factory=time.monotonic)
+    stop: threading.Event = field(default_factory=threading.Event)
+    stopped: tuple[FailureKind, str] | None = None  # the runner stopped it: why
+    failure: tuple[FailureKind, str] | None = None  # a step failed: why
+    verdict: tuple[TaskStatus, FailureKind | None, str | None] | None = None
+    prepared: bool = False
+    cli: CliRun | None = None
+    cli_runs: int = 0
+    after_result: bool = False  # the CLI was stopped after its result, on purpose
+    checks: int = 0
+    last_check: gate.CheckRun | None = None
+    cost: float = 0.0
+    cost_estimated: bool = False
+    config_dir: Path | None = None
+    budget_cap: float | None = None
 
 
-def classify(res: TaskResult) -> FailureKind:
-    """The failure kind of a finished CLI that did not succeed, from what it reported
-    (see docs/cli-behaviour.md for what the pinned CLI prints in each case)."""
-    if res.is_error is None and res.num_turns is None:
-        return FailureKind.CRASH  # no result message
-    by_subtype = _SUBTYPE_KINDS.get(res.result_subtype or "")
-    if by_subtype is not None:
-        return by_subtype
-    status = res.api_error_status
-    if status is not None:
-        if status == 429:
-            return FailureKind.RATE_LIMITED
-        return FailureKind.AUTH if status in (401, 403) else FailureKind.API_ERROR
-    # A result with is_error and no API status is the agent's own error; a clean result
-    # with a non-zero exit is a crash.
-    return FailureKind.AGENT_ERROR if res.is_error else FailureKind.CRASH
+class Templates(Protocol):
+    """How a task's templates render (``graph.NodeTemplates``); raises ExpressionError."""
+
+    def prompt(self, text: str) -> str: ...
+    def command(self, text: str) -> str: ...
+    def env_value(self, text: str) -> str: ...
+
+
+class _Plain:
+    """No templates (a task run on its own): text as written."""
+
+    def prompt(self, text: str) -> str:
+        return text
+
+    def command(self, text: str) -> str:
+        return text
+
+    def env_value(self, text: str) -> str:
+        return text
 
 
 class TaskRun:
     """One task's state and steps (see the module docstring for who calls what)."""
 
-    def __init__(self, task: ResolvedTask, ctx: RunContext) -> None:
+    def __init__(
+        self,
+        task: ResolvedTask,
+        ctx: RunContext,
+        *,
+        templates: Templates | None = None,
+        instance_of: str | None = None,
+        item: Any = None,
+        needs: tuple[str, ...] = (),
+    ) -> None:
         self.task = task
         self.ctx = ctx
+        self.templates = templates or _Plain()
         self.paths = taskspace.TaskPaths(ctx.run_dir, task.stage_id, task.id)
         self.result = TaskResult(
             stage_id=task.stage_id,
             task_id=task.id,
             model=task.model,
             workspace_mode=task.workspace,
+            instance_of=instance_of,
+            item=item,
+            needs=list(needs),
         )
-        self.child: subprocess.Popen[bytes] | None = None
         self.cancel_reason: str | None = None
-        self.returncode: int | None = None
+        self._at: _Attempt | None = None
         self._started = 0.0
-        self._failure: tuple[FailureKind, str] | None = None  # a step failed: why
-        self._prepared = False
         self._prompt = ""
+        self._env: dict[str, str] = {}
+        self._check_command = ""
         self._base: str | None = None
         self._seal: taskspace.Seal | None = None  # snapshot_ro: the copy's seal
-        self._log_fd = -1
-        self._err_fd = -1
-        self._out_fd = -1  # the read ends of the CLI's stdout and stderr
-        self._errpipe_fd = -1
-        self._sink: stream.StreamSink | None = None
-        self._errsink: stream.MaskedLog | None = None
         self._marker = marker_of(ctx.plan_run_id, task.stage_id, task.id)
         self._keep_work = task.workspace == "worktree" and ctx.git_dir is not None
+        self._finished = False
 
+    # --- what the scheduler reads ------------------------------------------------------
     @property
     def key(self) -> tuple[str, str]:
         return (self.task.stage_id, self.task.id)
+
+    @property
+    def attempt(self) -> int:
+        return self._at.number if self._at is not None else 0
+
+    @property
+    def cli(self) -> CliRun | None:
+        """The CLI running now, if any."""
+        return self._at.cli if self._at is not None else None
+
+    @property
+    def attempt_started(self) -> float:
+        return self._at.started if self._at is not None else 0.0
 
     @property
     def prepare_blocks(self) -> bool:
@@ -180,23 +201,21 @@ class TaskRun:
     @property
     def conclude_blocks(self) -> bool:
         """Whether ``conclude`` runs git, walks a snapshot or sweeps /proc for leftovers."""
-        return (
-            self._keep_work
-            or self._seal is not None
-            or self.cancel_reason is not None
-            or not self._succeeded
-        )
+        return self._keep_work or self._seal is not None or not self._succeeded
 
     @property
     def _succeeded(self) -> bool:
-        return self.result.status == TaskStatus.SUCCEEDED
+        at = self._at
+        return at is not None and at.verdict is not None and at.verdict[0] == TaskStatus.SUCCEEDED
 
     @property
-    def _ok(self) -> bool:
-        return self._failure is None
+    def read_size(self) -> int:
+        cli = self.cli
+        return cli.read_size if cli is not None else stream.MAX_LINE
 
+    # --- state changes (here only) ---------------------------------------------------------
     def _guard(self, step: Callable[[], object], kind: FailureKind) -> None:
-        """Run a step; a failure becomes the task's status, kind and reason."""
+        """Run a step; a failure becomes the attempt's failure."""
         try:
             step()
         except (RunnerError, OSError) as exc:
@@ -206,9 +225,11 @@ class TaskRun:
             self._fail(kind, f"internal error: {exc!r}")
 
     def _fail(self, kind: FailureKind, reason: str) -> None:
-        if self._failure is None:
-            self._failure = (kind, reason)
-        self._set(TaskStatus.FAILED, kind, reason)
+        at = self._at
+        if at is not None and at.failure is None:
+            at.failure = (kind, reason)
+        if at is not None:
+            at.verdict = (TaskStatus.FAILED, kind, reason)
 
     def _set(self, status: TaskStatus, kind: FailureKind | None, reason: str | None) -> None:
         res = self.result
@@ -218,10 +239,13 @@ class TaskRun:
         """Something the task's record should say (the scheduler's observations)."""
         self.result.notes.append(text)
 
-    # --- steps --------------------------------------------------------------------
+    # --- an attempt ----------------------------------------------------------------------
     def begin(self) -> None:
-        """Emit ``task_start``."""
-        self._started = time.monotonic()
+        """Start an attempt: emit ``task_start``."""
+        number = self.attempt + 1
+        self._at = _Attempt(number)
+        if number == 1:
+            self._started = time.monotonic()
         task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
         # Until it succeeds: a runner killed now leaves no "succeeded" behind.
         self._set(TaskStatus.FAILED, FailureKind.CRASH, "the task did not finish")
@@ -242,6 +266,8 @@ class TaskRun:
                 log=paths.log,
                 workspace_method=res.workspace_method,
                 read_only=res.read_only,
+                attempt=number,
+                instance_of=res.instance_of,
             )
         )
 
@@ -255,166 +281,166 @@ class TaskRun:
         self._guard(self._prepare, FailureKind.SETUP_FAILED)
 
     def _prepare(self) -> None:
-        task, ctx, paths = self.task, self.ctx, self.paths
+        task, ctx, paths, at = self.task, self.ctx, self.paths, self._at
+        assert at is not None  # noqa: S101 - begin() came first
         if task.prompt.text is not None:
-            self._prompt = task.prompt.text
+            raw = task.prompt.text
         else:
             assert task.prompt.file is not None  # noqa: S101 - the plan model guarantees one
-            self._prompt = read_prompt_file(ctx.workspace, task.prompt.file)
-        if task.workspace == "shared":
-            self._prepared = True
-            return
-        git_dir = ctx.git_dir if self._keep_work else None
-        head = preserve.head_of(git_dir, ctx.env) if git_dir is not None else None
-        taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=ctx.cancel)
-        if task.workspace == "snapshot_ro":
-            self._seal = taskspace.make_read_only(paths.copy)
-        if git_dir is not None:
-            self._base = preserve.snapshot_start(
-                git_dir=git_dir,
-                head=head,
-                copy=paths.copy,
-                index=paths.index,
-                identity=ctx.identity,
-                env=ctx.env,
-            )
-        self._prepared = True
+            raw = read_prompt_file(ctx.workspace, task.prompt.file)
+        self._prompt = self.templates.prompt(raw)
+        self._env = {k: self.templates.env_value(v) for k, v in task.controls.env.items()}
+        if task.check is not None:
+            self._check_command = self.templates.command(task.check.run)
+        if task.workspace != "shared":
+            git_dir = ctx.git_dir if self._keep_work else None
+            head = preserve.head_of(git_dir, ctx.env) if git_dir is not None else None
+            taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=at.stop)
+            if task.workspace == "snapshot_ro":
+                self._seal = taskspace.make_read_only(paths.copy)
+            if git_dir is not None:
+                self._base = preserve.snapshot_start(
+                    git_dir=git_dir,
+                    head=head,
+                    copy=paths.copy,
+                    index=paths.index,
+                    identity=ctx.identity,
+                    env=ctx.env,
+                )
+        at.prepared = True
 
-    def launch(self, config_dir: Path, *, seed_config: bool) -> tuple[int, int] | None:
-        """Start the CLI with its own ``CLAUDE_CONFIG_DIR``; the descriptors of its stdout
-        and stderr, or None when it did not start (cancelled, or a step failed).
-        ``seed_config``: the config dir is new (each concurrency slot has one)."""
-        if self.cancel_reason is not None:
-            self._set(TaskStatus.CANCELLED, FailureKind.CANCELLED, self.cancel_reason)
+    def launch(
+        self, config_dir: Path, *, seed_config: bool, budget_cap: float | None = None
+    ) -> CliRun | None:
+        """Start the CLI with its own ``CLAUDE_CONFIG_DIR``; None when it did not start
+        (stopped before, or a step failed). ``seed_config``: the config dir is new (each
+        concurrency slot has one); ``budget_cap``: the plan budget's reservation."""
+        at = self._at
+        assert at is not None  # noqa: S101
+        at.config_dir, at.budget_cap = config_dir, budget_cap
+        if at.stopped is not None:
+            at.verdict = (self._stopped_status(), *at.stopped)
             return None
-        if self._ok:
-            self._guard(
-                functools.partial(self._launch, config_dir, seed_config),
-                FailureKind.SETUP_FAILED,
-            )
-        if self.child is None:
-            self.output_closed()  # closes the pipes and logs if they were opened
-            self.stderr_closed()
-            return None
-        return self._out_fd, self._errpipe_fd
+        if at.failure is None:
+            self._guard(lambda: self._launch(self._prompt, resume=None), FailureKind.SETUP_FAILED)
+            if seed_config and at.cli is not None:
+                self.ctx.watchman.scrub(config_dir / configdir.CREDENTIALS)
+        return at.cli
 
-    def _launch(self, config_dir: Path, seed_config: bool) -> None:
-        task, ctx, res, paths = self.task, self.ctx, self.result, self.paths
-        res.config_dir = str(config_dir)
-        if seed_config:
-            configdir.seed_config_dir(config_dir, ctx.env)
-            ctx.watchman.scrub(config_dir / configdir.CREDENTIALS)
-        env = build_agent_env(ctx.env, config_dir=config_dir)
+    def continue_session(self) -> CliRun | None:
+        """After a failed check: the agent gets the check's output in its session."""
+        at = self._at
+        assert at is not None  # noqa: S101
+        assert at.last_check is not None  # noqa: S101
+        check = self.task.check
+        assert check is not None  # noqa: S101
+        prompt = gate.feedback_prompt(
+            self._check_command, at.last_check, runs_left=check.attempts - at.checks
+        )
+        at.verdict = None
+        self._guard(lambda: self._launch(prompt, resume=self.result.session_id), FailureKind.CRASH)
+        return at.cli
+
+    def _launch(self, prompt: str, *, resume: str | None) -> None:
+        task, ctx, paths, at = self.task, self.ctx, self.paths, self._at
+        assert at is not None  # noqa: S101
+        assert at.config_dir is not None  # noqa: S101
+        if at.cli_runs == 0:
+            configdir.seed_config_dir(at.config_dir, ctx.env)
+            self.result.config_dir = str(at.config_dir)
+        env = build_agent_env(ctx.env, config_dir=at.config_dir)
+        env.update(self._env)
         name, _, value = self._marker.decode().partition("=")
         env[name] = value
-        prompt = self._prompt
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
         if via_stdin:
             paths.prompt.write_text(prompt, encoding="utf-8")
         argv = build_print_argv(
             ctx.claude_bin,
             prompt=None if via_stdin else prompt,
-            model=task.model,
             output_format="stream-json",
             verbose=True,
+            options=self._cli_options(resume),
         )
-        # The pipes are ours, not Popen's: the scheduler reads the bare descriptors, and
-        # Popen's file objects around them cost three system calls per task.
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        self._out_fd = out_r
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self._errpipe_fd = err_r
-        stdin = os.open(paths.prompt, os.O_RDONLY | os.O_CLOEXEC) if via_stdin else -1
-        try:
-            self._err_fd = os.open(paths.stderr_log, _LOG_FLAGS, 0o644)
-            self._log_fd = os.open(paths.log, _LOG_FLAGS, 0o644)
-            self.child = proc.spawn(
-                argv,
-                cwd=self._cwd(),
-                env=env,
-                stdin=stdin if via_stdin else subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-            )
-        finally:
-            for fd in (out_w, err_w, stdin):
-                if fd >= 0:
-                    os.close(fd)
-        ctx.watchman.group(self.child.pid)
-        self._sink = stream.StreamSink(
-            self._write_log,
-            on_message=self._on_message,
-            on_line=self._on_line if task.verbosity == "vv" else None,
-            masker=ctx.redactor.stream(),
+        at.cli = CliRun(
+            argv,
+            env=env,
+            cwd=self._cwd(),
+            stdin_file=paths.prompt if via_stdin else None,
+            log=paths.log,
+            stderr_log=paths.stderr_log,
+            redactor=ctx.redactor,
+            hooks=Hooks(
+                on_session=self._on_session,
+                on_result=self._on_result,
+                on_line=self._on_line if task.verbosity == "vv" else None,
+                on_assistant=self._on_assistant if ctx.track_usage else None,
+            ),
         )
-        self._errsink = stream.MaskedLog(self._write_err, masker=ctx.redactor.stream())
+        at.cli_runs += 1
+        ctx.watchman.group(at.cli.child.pid)
+
+    def _cli_options(self, resume: str | None) -> CliOptions:
+        c, task, at = self.task.controls, self.task, self._at
+        assert at is not None  # noqa: S101
+        caps = [x for x in (c.max_budget_usd, at.budget_cap) if x is not None]
+        return CliOptions(
+            model=task.model,
+            allowed_tools=c.allowed_tools,
+            disallowed_tools=c.disallowed_tools,
+            permission_mode=c.permission_mode,
+            append_system_prompt=c.append_system_prompt,
+            mcp_config=self._private_file("mcp.json", c.mcp_config),
+            add_dirs=c.add_dirs,
+            effort=c.effort,
+            fallback_model=c.fallback_model,
+            settings=self._private_file("settings.json", c.settings),
+            max_turns=c.max_turns,
+            max_budget_usd=min(caps) if caps else None,
+            json_schema=json.dumps(task.output_schema) if task.output_schema else None,
+            resume=resume,
+        )
+
+    def _private_file(self, name: str, value: str | Mapping[str, Any] | None) -> str | None:
+        """A workspace path as given (relative to the task's cwd), or an inline mapping
+        written to a private file in the task's directory."""
+        if value is None or isinstance(value, str):
+            return value
+        path = Path(self.paths.dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f)
+        return str(path)
 
     def _cwd(self) -> Path:
         return self.ctx.workspace if self.task.workspace == "shared" else self.paths.copy
 
-    def _write_log(self, data: bytes) -> None:
-        stream.write_all(self._log_fd, data)
-
-    def _write_err(self, data: bytes) -> None:
-        stream.write_all(self._err_fd, data)
-
-    @property
-    def read_size(self) -> int:
-        return self._sink.read_size if self._sink is not None else stream.MAX_LINE
-
+    # --- the CLI's pipes -------------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
-        """A chunk of the CLI's stdout."""
-        if self._sink is not None and self._ok:
-            self._guard(functools.partial(self._sink.feed, chunk), FailureKind.CRASH)
+        cli = self.cli
+        if cli is not None and self._at is not None and self._at.failure is None:
+            self._guard(lambda: cli.feed(chunk), FailureKind.CRASH)
 
     def feed_stderr(self, chunk: bytes) -> None:
-        """A chunk of the CLI's stderr."""
-        if self._errsink is not None and self._err_fd >= 0:
-            try:
-                self._errsink.feed(chunk)
-            except OSError as exc:  # the log cannot be written: stop writing it
-                self.note(f"writing {self.paths.stderr_log} failed: {exc.strerror}")
-                os.close(self._err_fd)
-                self._err_fd = -1
+        cli = self.cli
+        if cli is not None:
+            cli.feed_stderr(chunk)
 
     def output_closed(self) -> None:
-        """The CLI's stdout reached its end (or the scheduler gave up on it)."""
-        sink = self._sink
-        if self._out_fd >= 0:
-            os.close(self._out_fd)
-            self._out_fd = -1
-        if sink is not None:
-            self._guard(sink.close, FailureKind.CRASH)
-            for size in sink.stats.overlong:
-                self.note(f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed")
-        if self._log_fd >= 0:
-            os.close(self._log_fd)
-            self._log_fd = -1
+        cli = self.cli
+        if cli is None:
+            return
+        overlong: list[int] = []
+        self._guard(lambda: overlong.extend(cli.output_closed()), FailureKind.CRASH)
+        for size in overlong:
+            self.note(f"an output line of {size} bytes exceeded 64 MiB: logged, not parsed")
 
     def stderr_closed(self) -> None:
-        """The CLI's stderr reached its end (or the scheduler gave up on it)."""
-        if self._errpipe_fd >= 0:
-            os.close(self._errpipe_fd)
-            self._errpipe_fd = -1
-        if self._errsink is not None and self._err_fd >= 0:
-            try:
-                self._errsink.close()
-            except OSError as exc:
-                self.note(f"writing {self.paths.stderr_log} failed: {exc.strerror}")
-        if self._err_fd >= 0:
-            os.close(self._err_fd)
-            self._err_fd = -1
-
-    def cancel(self, reason: str) -> None:
-        """Stop the task (idempotent); a task not yet launched will not launch."""
-        if self.cancel_reason is not None:
-            return
-        self.cancel_reason = reason
-        child = self.child
-        if child is not None and child.poll() is None:
-            threading.Thread(
-                target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
-            ).start()
+        cli = self.cli
+        if cli is not None:
+            cli.stderr_closed()
+            self.result.notes.extend(cli.notes)
+            cli.notes.clear()
 
     def output_held_open(self, pipes: list[int]) -> None:
         """The CLI has exited, its output is still open: kill what holds it (marked
@@ -424,21 +450,69 @@ class TaskRun:
         for fd in pipes:
             procs.kill(procs.holding_pipe(os.fstat(fd).st_ino))
 
-    def settle(self, returncode: int | None) -> None:
-        """The status from the CLI's exit (None: it never started)."""
-        self.returncode = returncode
-        if returncode is None:
+    # --- stopping ---------------------------------------------------------------------------
+    def cancel(self, reason: str, kind: FailureKind = FailureKind.CANCELLED) -> None:
+        """Stop the task for good (idempotent): it is not retried."""
+        if self.cancel_reason is not None:
             return
-        res = self.result
+        self.cancel_reason = reason
+        self._stop(kind, reason)
+
+    def time_out(self, kind: FailureKind, reason: str) -> None:
+        """Stop the current attempt: its timeout or idle timeout expired."""
+        self._stop(kind, reason)
+
+    def stop_after_result(self) -> None:
+        """The CLI printed its result but does not exit: stop it, keep the result."""
+        at = self._at
+        if at is None or at.cli is None:
+            return
+        at.after_result = True
+        self.note("the CLI did not exit after its result: stopped")
+        self._stop_cli(at.cli)
+
+    def _stop(self, kind: FailureKind, reason: str) -> None:
+        at = self._at
+        if at is None or at.stopped is not None:
+            return
+        at.stopped = (kind, reason)
+        at.stop.set()
+        if at.cli is not None:
+            self._stop_cli(at.cli)
+
+    def _stopped_status(self) -> TaskStatus:
+        at = self._at
+        assert at is not None  # noqa: S101
+        assert at.stopped is not None  # noqa: S101
+        return TaskStatus.CANCELLED if at.stopped[0] == FailureKind.CANCELLED else TaskStatus.FAILED
+
+    @staticmethod
+    def _stop_cli(cli: CliRun) -> None:
+        if cli.child.poll() is None:
+            threading.Thread(
+                target=proc.stop, args=(cli.child,), kwargs={"grace": STOP_GRACE}, daemon=True
+            ).start()
+
+    # --- after the CLI ----------------------------------------------------------------------
+    def cli_exited(self, returncode: int) -> None:
+        """The CLI run is over (exited, pipes closed): its verdict."""
+        at, res = self._at, self.result
+        assert at is not None  # noqa: S101
+        assert at.cli is not None  # noqa: S101
+        cli = at.cli
+        cli.returncode = returncode
         res.exit_code = returncode
         res.signal = _signal_name(returncode)
-        if not self._ok:  # the failure of a step is the reason
+        self._add_spend(cli)
+        at.cli = None
+        if at.failure is not None:
             return
-        if returncode == 0 and res.is_error is False:
-            self._set(TaskStatus.SUCCEEDED, None, None)
+        if at.stopped is not None and not at.after_result:
+            at.verdict = (self._stopped_status(), *at.stopped)
             return
-        if self.cancel_reason is not None:
-            self._set(TaskStatus.CANCELLED, FailureKind.CANCELLED, self.cancel_reason)
+        clean_exit = returncode == 0 or at.after_result
+        if clean_exit and res.is_error is False:
+            at.verdict = self._output_verdict(cli.outcome)
             return
         if res.is_error:
             why = "the CLI reported an error"
@@ -450,25 +524,143 @@ class TaskRun:
         else:
             why = f"the CLI exited with code {returncode}"
         tail = _tail(Path(self.paths.stderr_log))
-        self._set(
-            TaskStatus.FAILED,
-            classify(res),
-            f"{why}; stderr: {tail}" if tail else why,
+        at.verdict = (TaskStatus.FAILED, classify(res), f"{why}; stderr: {tail}" if tail else why)
+
+    def _output_verdict(
+        self, outcome: Outcome
+    ) -> tuple[TaskStatus, FailureKind | None, str | None]:
+        schema = self.task.output_schema
+        if schema is None:
+            return (TaskStatus.SUCCEEDED, None, None)
+        from claude_runner.pipeline import outputs  # noqa: PLC0415 - jsonschema is heavy
+
+        message = outcome.result or {}
+        problem = outputs.problem(message.get("structured_output"), schema)
+        if problem is not None:
+            return (TaskStatus.FAILED, FailureKind.OUTPUT_INVALID, problem)
+        self.result.output = message.get("structured_output")
+        return (TaskStatus.SUCCEEDED, None, None)
+
+    def _add_spend(self, cli: CliRun) -> None:
+        at, res = self._at, self.result
+        assert at is not None  # noqa: S101
+        message = cli.outcome.result
+        cost = cost_of(message) if message is not None else None
+        usage = usage_of(message) if message is not None else {}
+        if cost is None:  # killed before its result: what its stream's usage costs
+            usage = {}
+            cost = 0.0
+            for model, used in cli.outcome.usage_by_message.values():
+                cost += self.ctx.prices.of(model or self.task.model).cost(used)
+                for k, v in used.items():
+                    usage[k] = usage.get(k, 0) + v
+            at.cost_estimated = at.cost_estimated or cost > 0
+            res.cost_estimated = res.cost_estimated or cost > 0
+        at.cost += cost
+        res.total_cost_usd = round((res.total_cost_usd or 0.0) + cost, 6)
+        for k, v in usage.items():
+            res.usage[k] = res.usage.get(k, 0) + v
+
+    @property
+    def wants_check(self) -> bool:
+        """The CLI succeeded and a verify gate has runs left."""
+        at, check = self._at, self.task.check
+        return (
+            check is not None
+            and at is not None
+            and at.stopped is None
+            and at.verdict is not None
+            and at.verdict[0] == TaskStatus.SUCCEEDED
+            and at.checks < check.attempts
+        )
+
+    def check(self) -> None:
+        """Run the verify gate once (blocking) and emit ``task_check``."""
+        self._guard(self._check, FailureKind.CHECK_FAILED)
+
+    def _check(self) -> None:
+        at, check, ctx = self._at, self.task.check, self.ctx
+        assert at is not None  # noqa: S101
+        assert check is not None  # noqa: S101
+        at.checks += 1
+        env = build_agent_env(ctx.env, config_dir=at.config_dir)
+        env.update(self._env)
+        name, _, value = self._marker.decode().partition("=")
+        env[name] = value
+        run = gate.run_check(
+            self._check_command,
+            number=len(self.result.checks) + 1,
+            cwd=self._cwd(),
+            env=env,
+            log=Path(self.paths.dir, f"check-{len(self.result.checks) + 1}.log"),
+            timeout=check.timeout,
+            stop=at.stop,
+            redactor=ctx.redactor,
+        )
+        at.last_check = run
+        self.result.checks.append(
+            {
+                "check": run.number,
+                "attempt": at.number,
+                "exit_code": run.exit_code,
+                "duration_s": run.duration_s,
+                "passed": run.passed,
+                "log": run.log,
+            }
+        )
+        ctx.writer.emit(
+            TaskCheck(
+                plan_run_id=ctx.plan_run_id,
+                stage_id=self.task.stage_id,
+                task_id=self.task.id,
+                attempt=run.number,
+                exit_code=run.exit_code,
+                duration_s=run.duration_s,
+                passed=run.passed,
+                log=run.log,
+            )
+        )
+        if at.stopped is not None:
+            at.verdict = (self._stopped_status(), *at.stopped)
+        elif not run.passed:
+            how = "timed out" if run.timed_out else f"exited with code {run.exit_code}"
+            at.verdict = (
+                TaskStatus.FAILED,
+                FailureKind.CHECK_FAILED,
+                f"the check `{check.run}` {how} ({at.checks} of {check.attempts} runs); "
+                f"output: {run.log}",
+            )
+
+    @property
+    def wants_continue(self) -> bool:
+        """The check failed and runs are left: the agent gets another turn."""
+        at, check = self._at, self.task.check
+        return (
+            check is not None
+            and at is not None
+            and at.stopped is None
+            and at.verdict is not None
+            and at.verdict[1] == FailureKind.CHECK_FAILED
+            and at.checks < check.attempts
+            and self.result.session_id is not None
         )
 
     def conclude(self) -> None:
-        """Keep a worktree task's work; check a read-only snapshot; sweep what a failed
-        or stopped task left."""
-        if self._prepared and self._keep_work:
-            self._guard(self._preserve, FailureKind.PRESERVE_FAILED)
-        if self._prepared and self._seal is not None:
+        """Keep a worktree task's work (unless another attempt follows); check a read-only
+        snapshot; sweep what an unsuccessful attempt left."""
+        at = self._at
+        assert at is not None  # noqa: S101
+        if at.verdict is None:  # never launched and nothing said why
+            at.verdict = (TaskStatus.FAILED, FailureKind.CRASH, "the CLI did not start")
+        if at.prepared and self._seal is not None:
             self._guard(self._check_snapshot, FailureKind.SNAPSHOT_MODIFIED)
-        if self.cancel_reason is not None or not self._succeeded:
+        if at.prepared and self._keep_work and self._next_delay() is None:
+            self._guard(self._preserve, FailureKind.PRESERVE_FAILED)
+        if not self._succeeded:
             # Stopping a CLI can orphan its Bash-tool children: sweep now. Leftovers of
             # tasks that ended normally are swept once per stage (a /proc scan per task
             # would be most of the runner's per-task cost).
             self._guard(self._sweep, FailureKind.CRASH)
-        self.result.duration_s = round(time.monotonic() - self._started, 3)
 
     def _sweep(self) -> None:
         procs.kill_marked(self._marker)
@@ -484,10 +676,99 @@ class TaskRun:
                 f"kept as evidence in {self.paths.copy}",
             )
 
+    # --- between attempts ---------------------------------------------------------------------
+    def end_attempt(self) -> float | None:
+        """Record the attempt; the seconds until the next one, or None when this was the
+        last (the result then holds the task's outcome)."""
+        at = self._at
+        assert at is not None  # noqa: S101
+        assert at.verdict is not None  # noqa: S101
+        status, kind, reason = at.verdict
+        self.result.attempts.append(
+            AttemptRecord(
+                attempt=at.number,
+                status=status,
+                failure_kind=kind,
+                reason=reason,
+                exit_code=self.result.exit_code,
+                duration_s=round(time.monotonic() - at.started, 3),
+                cost_usd=round(at.cost, 6),
+                cost_estimated=at.cost_estimated,
+                session_id=self.result.session_id,
+                log=self.paths.log,
+            )
+        )
+        self._set(status, kind, reason)
+        self.result.duration_s = round(time.monotonic() - self._started, 3)
+        return self._next_delay()
+
+    def _next_delay(self) -> float | None:
+        at = self._at
+        assert at is not None  # noqa: S101
+        assert at.verdict is not None  # noqa: S101
+        if self.cancel_reason is not None or at.verdict[0] == TaskStatus.SUCCEEDED:
+            return None
+        return retry.retry_delay(
+            self.task.retries,
+            attempt=at.number,
+            kind=at.verdict[1],
+            retry_after=None,
+            rng=self.ctx.rng,
+        )
+
+    @property
+    def attempt_spend(self) -> tuple[float, bool]:
+        """What the current attempt cost, and whether that was estimated."""
+        at = self._at
+        return (at.cost, at.cost_estimated) if at is not None else (0.0, False)
+
+    def retry(self, delay: float) -> None:
+        """Another attempt follows in ``delay`` seconds: say so, and move this attempt's
+        files aside (``attempt-<n>/``) so the next one starts from the task's start."""
+        at = self._at
+        assert at is not None  # noqa: S101
+        assert at.verdict is not None  # noqa: S101
+        ctx, task = self.ctx, self.task
+        aside = Path(self.paths.dir, f"attempt-{at.number}")
+        aside.mkdir(exist_ok=True)
+        for name in ("workspace", "agent.log", "stderr.log", "prompt.txt", "git-index"):
+            src = Path(self.paths.dir, name)
+            if os.path.lexists(src):
+                os.rename(src, aside / name)
+        for record in self.result.attempts:
+            if record.attempt == at.number:
+                record.log = str(aside / "agent.log")
+        self._seal = None
+        self.result.session_id = None
+        self.result.is_error = None
+        self.result.num_turns = None
+        ctx.writer.emit(
+            TaskRetry(
+                plan_run_id=ctx.plan_run_id,
+                stage_id=task.stage_id,
+                task_id=task.id,
+                attempt=at.number + 1,
+                kind=at.verdict[1],
+                delay_s=delay,
+                reason=at.verdict[2],
+            )
+        )
+
+    # --- the end --------------------------------------------------------------------------
     def finish(self) -> None:
-        """Emit ``task_finish``."""
-        if self.child is not None:
-            self.ctx.watchman.ungroup(self.child.pid)
+        """Emit ``task_finish`` (once)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self.result.secrets_in_changes:
+            log.log.warning(self.result.notes[-1])
+        if self._at is not None:  # it started: it has a directory
+            try:
+                runstate.task_finished(
+                    Path(self.paths.dir), task_entry(self.result), self.ctx.redactor
+                )
+            except OSError as exc:
+                self.note(f"cannot write the task's result.json: {exc.strerror}")
         self.ctx.writer.emit(TaskFinish.of(self.ctx.plan_run_id, self.result))
 
     def skip(self, reason: str, kind: FailureKind | None = FailureKind.CANCELLED) -> None:
@@ -495,25 +776,29 @@ class TaskRun:
         self._set(TaskStatus.SKIPPED, kind, reason)
         self.finish()
 
-    # --- stream callbacks ------------------------------------------------------------
-    def _on_message(self, message: dict[str, Any]) -> None:
+    # --- stream callbacks -------------------------------------------------------------------
+    def _on_session(self, sid: str) -> None:
         res, ctx, task = self.result, self.ctx, self.task
-        if stream.is_result(message):
-            res.take_result_message(message)
-            if task.verbosity == "v":
-                self._output(message, None)
-            return
-        sid = stream.session_id_of_init(message)
-        if sid is not None and res.session_id is None:
-            res.session_id = sid
-            ctx.writer.emit(
-                TaskSessionBind(
-                    plan_run_id=ctx.plan_run_id,
-                    stage_id=task.stage_id,
-                    task_id=task.id,
-                    session_id=sid,
-                )
+        if res.session_id is not None:
+            return  # a continuation of the same session
+        res.session_id = sid
+        ctx.writer.emit(
+            TaskSessionBind(
+                plan_run_id=ctx.plan_run_id,
+                stage_id=task.stage_id,
+                task_id=task.id,
+                session_id=sid,
             )
+        )
+
+    def _on_result(self, message: dict[str, Any]) -> None:
+        self.result.take_result_message(message)
+        if self.task.verbosity == "v":
+            self._output(message, None)
+
+    def _on_assistant(self, outcome: Outcome) -> None:
+        if self.ctx.on_activity is not None:
+            self.ctx.on_activity(self, outcome)
 
     def _on_line(self, line: bytes) -> None:
         message = stream.parse_object(line)

@@ -15,7 +15,6 @@ built directly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,12 +33,20 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from claude_runner.plan import rules
+from claude_runner.plan.resolved import (
+    OnError,
+    PromptSource,
+    ResolvedPlan,
+    ResolvedStage,
+    ResolvedTask,
+    StageMode,
+    Verbosity,
+    WorkspaceKind,
+)
+
+__all__ = ["Plan", "ResolvedPlan", "ResolvedStage", "ResolvedTask", "resolve"]
 
 Model = Literal["sonnet", "opus"]
-Verbosity = Literal["text", "v", "vv"]
-OnError = Literal["fail_fast", "continue"]
-WorkspaceKind = Literal["shared", "worktree", "snapshot_ro"]
-StageMode = Literal["sequential", "parallel"]
 
 VERBOSITY_ALIASES = {"json": "v", "stream-json": "vv", "stream_json": "vv"}
 # Loader context key: the loader runs ``rules`` itself to locate each problem.
@@ -186,47 +193,6 @@ class Plan(_Closed):
 
 
 BUILTIN_DEFAULTS = Settings(verbosity="text", on_error="fail_fast", workspace="shared")
-
-
-@dataclass(frozen=True)
-class PromptSource:
-    """Where a task's prompt comes from: inline text or a workspace-relative file."""
-
-    text: str | None
-    file: str | None
-
-
-@dataclass(frozen=True)
-class ResolvedTask:
-    """A task with every inherited setting filled in."""
-
-    stage_id: str
-    id: str
-    model: str | None
-    verbosity: Verbosity
-    on_error: OnError
-    workspace: WorkspaceKind
-    read_only: bool
-    allow_shared_writes: bool
-    prompt: PromptSource
-
-
-@dataclass(frozen=True)
-class ResolvedStage:
-    id: str
-    mode: StageMode
-    max_parallel: int | None
-    on_error: OnError
-    tasks: tuple[ResolvedTask, ...]
-
-
-@dataclass(frozen=True)
-class ResolvedPlan:
-    stages: tuple[ResolvedStage, ...]
-
-    @property
-    def tasks(self) -> tuple[ResolvedTask, ...]:
-        return tuple(t for s in self.stages for t in s.tasks)
 
 
 def _pick(*levels: Settings, field: str) -> object:

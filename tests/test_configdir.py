@@ -4,6 +4,7 @@ link the agent planted. (With the real CLI: tests/test_redact_cli.py.)"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -150,3 +151,25 @@ def test_scrub_follows_no_link_the_agent_planted(tmp_path: Path) -> None:
     scrub(moved, REDACTOR)
     assert victim_creds.exists()
     assert victim.read_text() == f"my key {KEY}\n"
+
+
+def test_a_file_that_cannot_be_scrubbed_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slot = slot_after_a_run(tmp_path)
+    long_name = slot / "projects" / ("n" * 255)  # its rewrite still has a name that fits
+    long_name.write_text(f"key={KEY}\n")
+    real_replace = os.replace
+
+    def replace(src: str, dst: str, **kw: int) -> None:
+        if dst.endswith(".jsonl"):  # a read-only file system under the transcripts
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    problems = scrub(slot, REDACTOR)
+    transcript = slot / "projects" / "-w" / "s1.jsonl"
+    assert problems == [f"cannot scrub {transcript}: Read-only file system"]
+    assert not (slot / ".credentials.json").exists()  # the rest was scrubbed
+    assert long_name.read_text() == "key=***\n"
+    assert not list(slot.rglob(".scrub-tmp"))

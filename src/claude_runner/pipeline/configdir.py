@@ -26,8 +26,8 @@ So the runner:
 - copies ``.credentials.json`` (mode 0600) only when the OAuth login is the credential in
   effect: those tokens must be a file, since the CLI refreshes them and writes them back;
 - ``scrub`` removes all of it after the run: ``.credentials.json``, the CLI's backups,
-  credential keys in every JSON file, and every known secret value (and its pieces) in
-  every other file, so transcripts stay usable for ``--resume`` without the secrets.
+  credential keys in every JSON file, and whatever the redaction policy masks in every
+  other file, so transcripts stay usable for ``--resume`` without the secrets.
 """
 
 from __future__ import annotations
@@ -184,29 +184,40 @@ def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
 
 
 # --- scrubbing ------------------------------------------------------------------------
-def scrub(config_dir: Path, redactor: Redactor) -> None:
+def scrub(config_dir: Path, redactor: Redactor) -> list[str]:
     """Remove every credential from ``config_dir``: ``.credentials.json`` and the CLI's
     backups of its config are deleted, credential keys are dropped from every JSON file
-    and every secret ``redactor`` knows is masked in every other file. Idempotent; a
+    and everything ``redactor`` masks is masked in every other file. Idempotent; a
     missing dir is fine. The agent could write here: nothing is followed (a symlink is
-    removed or left, never read through), only regular files are rewritten, each by a
-    new file renamed over it, so a hard link to a file outside is never changed."""
+    left, never read through), only regular files are rewritten, each by a new file
+    renamed over it, so a hard link to a file outside is never changed. Best effort:
+    returns one line per file or directory that could not be scrubbed."""
+    problems: list[str] = []
     try:
         top = os.open(config_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return problems
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the dir itself was replaced by a symlink
-            return
-        raise
+        if exc.errno != errno.ELOOP:  # ELOOP: the dir itself was replaced by a symlink
+            problems.append(f"cannot scrub {config_dir}: {exc.strerror}")
+        return problems
+
+    def walk_error(exc: OSError) -> None:
+        problems.append(f"cannot scrub {config_dir}/{exc.filename}: {exc.strerror}")
+
     try:
-        for dirpath, _dirs, files, dir_fd in os.fwalk(".", dir_fd=top):
+        for dirpath, _dirs, files, dir_fd in os.fwalk(".", dir_fd=top, onerror=walk_error):
             for name in files:
-                _scrub_file(dir_fd, name, redactor, top_level=dirpath == ".")
+                try:
+                    _scrub_file(dir_fd, name, redactor, top_level=dirpath == ".")
+                except OSError as exc:
+                    where = os.path.normpath(os.path.join(config_dir, dirpath, name))
+                    problems.append(f"cannot scrub {where}: {exc.strerror}")
         with contextlib.suppress(OSError):  # empty now, unless the agent put more there
             os.rmdir(_BACKUPS, dir_fd=top)
     finally:
         os.close(top)
+    return problems
 
 
 def _scrub_file(dir_fd: int, name: str, redactor: Redactor, *, top_level: bool) -> None:
@@ -216,8 +227,10 @@ def _scrub_file(dir_fd: int, name: str, redactor: Redactor, *, top_level: bool) 
         return
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError:  # a symlink (ELOOP), gone, or not ours to read
-        return
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a symlink holds nothing; gone
+            return
+        raise
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -273,13 +286,18 @@ def _drop_credentials(node: object) -> object:
 
 
 def _replace(dir_fd: int, name: str, parts: Iterable[bytes], mode: int) -> None:
-    tmp = f".{name}.scrub-tmp"
+    tmp = ".scrub-tmp"  # short: any name the agent chose still fits beside it
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=dir_fd)
     fd = os.open(
         tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(mode), dir_fd=dir_fd
     )
-    with os.fdopen(fd, "wb") as f:
-        for part in parts:
-            f.write(part)
-    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise

@@ -144,7 +144,8 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
     finally:
         procs.kill_marked(marker_of(ctx.plan_run_id), prefix=True)
         for config_dir in scheduler.config_dirs:
-            configdir.scrub(config_dir, ctx.redactor)
+            for problem in configdir.scrub(config_dir, ctx.redactor):
+                log.log.warning(problem)
         _report_unfinished(stages, ctx)
         results = [n.result for s in stages for n in s.nodes if not n.instances]
         extra = {"version": plan.version, "budget": budget.summary() if budget else None}

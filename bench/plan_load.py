@@ -1,18 +1,28 @@
-"""Plan loading cost: the runner's ``load_plan`` versus a bare ``yaml.safe_load``.
+"""Plan loading cost: the runner's ``load_plan`` versus a bare YAML load, and the worst
+input up to the size limit.
 
-A generated plan of 1,000 tasks (100 stages x 10, a mix of sequential and parallel
-stages, inline prompts and prompt files, per-level settings) is read both ways, side by
-side and alternating (runner, safe_load, runner, ...), ``ROUNDS`` times each; the median
-of each is compared. Like for like: both sides use PyYAML's pure-Python ``SafeLoader``
-(the runner composes with a subclass of it), so the ratio is the price of line
-tracking, duplicate-key and tag checks, alias bounds and pydantic validation.
+Line 1: a generated plan of 1,000 tasks (100 stages x 10, a mix of sequential and
+parallel stages, inline prompts and prompt files, per-level settings) is read both ways,
+side by side and alternating (runner, YAML load, runner, ...), ``ROUNDS`` times each; the
+median of each is compared. Like for like: both sides parse with LibYAML (the runner
+reads its events, ``yaml.load`` with ``CSafeLoader`` builds the same data), so the ratio
+is the price of position tracking, duplicate-key, tag and character checks, limits and
+pydantic validation. Goal: at most 3.0.
 
-Prints details on stderr and exactly one line on stdout:
-``plan_load: runner/safe_load=X.XX`` (goal: at most 3.0).
+Line 2: adversarial shapes (``worst_shapes``), each close to the 1 MiB limit or to one
+of the loader's own limits, each loaded in a fresh interpreter that reports the wall
+time of ``load_plan`` + ``resolve`` and its peak RSS (imports included). Goal: every one
+accepted or refused within 1 s and 200 MB.
+
+Prints details on stderr and exactly these lines on stdout::
+
+    plan_load: runner/safe_load=X.XX
+    plan_load_worst: max_s=X.XX max_mb=N (shape=NAME, NAME)
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +35,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from claude_runner.plan.loader import load_plan  # noqa: E402
+from claude_runner import proc  # noqa: E402
+from claude_runner.plan.loader import MAX_PLAN_BYTES, load_plan  # noqa: E402
+from claude_runner.plan.rules import MAX_TASKS  # noqa: E402
+from claude_runner.plan.yamlsrc import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES  # noqa: E402
 
 ROUNDS = 5
 STAGES = 100
@@ -64,35 +77,181 @@ def plan_text(stages: int = STAGES, per_stage: int = TASKS_PER_STAGE) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the worst shapes -----------------------------------------------------------------------
+
+
+def _fill(head: str, item: str, tail: str, *, count: int | None = None, sep: str = "") -> str:
+    """``head + item * n + tail``, n as large as fits in the size limit (or ``count``)."""
+    room = MAX_PLAN_BYTES - len((head + tail).encode())
+    n = room // len((item + sep).encode())
+    if count is not None:
+        n = min(n, count)
+    return head + sep.join([item] * n) + tail
+
+
+def _numbered(head: str, template: str, tail: str, count: int, sep: str = "") -> str:
+    """``head``, ``template`` formatted with i = 0, 1, ... (``count`` or as many as fit)."""
+    room = MAX_PLAN_BYTES - len((head + tail).encode())
+    items = []
+    for i in range(count):
+        item = template.format(i=i)
+        room -= len((item + sep).encode())
+        if room < 0:
+            break
+        items.append(item)
+    return head + sep.join(items) + tail
+
+
+def worst_shapes() -> dict[str, str]:
+    """Inputs that stress one part of the loader each, all within the size limit."""
+    v1 = "version: v1\n"
+    task = "{id: t, prompt: p}"
+    bad_task = (
+        '{id: "a/b", prompt: "", model: x, verbosity: y, on_error: z, workspace: w, '
+        "read_only: 1, allow_shared_writes: 2}"
+    )
+    deep = "[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2)
+    shapes = {
+        "flow_list": _fill(v1 + "x: [", "1", "1]\n", sep=","),
+        "block_list": _fill(v1 + "x:\n", "- 1\n", ""),
+        "flow_empty_maps": _fill(v1 + "stages: [", "{}", "{}]\n", sep=","),
+        "many_stages": _numbered(
+            v1 + "stages: [", "{{id: s{i}, tasks: [{{id: t, prompt: p}}]}}", "]\n", MAX_TASKS, ","
+        ),
+        "many_tasks": _numbered(
+            v1 + "stages: [{id: s, mode: parallel, tasks: [",
+            "{{id: t{i}, prompt: p, read_only: true}}",
+            "]}]\n",
+            MAX_TASKS,
+            ",",
+        ),
+        "too_many_tasks": _fill(v1 + "stages: [{id: s, tasks: [", task, "]}]\n", sep=","),
+        "broken_tasks": _fill(
+            v1 + "stages: [{id: s, tasks: [", bad_task, "]}]\n", count=MAX_TASKS, sep=","
+        ),
+        "broken_stages": _fill(
+            v1 + "stages: [", "{id: a/b, tasks: [" + bad_task + "]}", "]\n", sep=","
+        ),
+        "unknown_keys_top": _numbered(v1, "k{i}: 1\n", "", MAX_NODES // 2 - 10),
+        "unknown_keys_task": _numbered(
+            v1 + "stages: [{id: s, tasks: [{id: t, prompt: p, ",
+            "k{i}: 1",
+            "}]}]\n",
+            MAX_NODES // 2 - 20,
+            ", ",
+        ),
+        "duplicate_keys": _fill(v1 + "stages: []\n", "k: 1\n", ""),
+        "deep_lists": _fill(v1 + "x: [", deep, deep + "]\n", sep=","),
+        "long_plain_scalar": _fill(v1 + "stages: [{id: s, tasks: [{id: t, prompt: ", "x", "}]}]\n"),
+        "long_escapes": _fill(
+            v1 + 'stages: [{id: s, tasks: [{id: t, prompt: "', "\\u00e9", '"}]}]\n'
+        ),
+        "long_multibyte": _fill(
+            v1 + "stages: [{id: s, tasks: [{id: t, prompt: ", "\U0001f600", "}]}]\n"
+        ),
+        "long_key": _fill(v1 + "stages: []\n", "k", ": 1\n"),
+        "nul_strings": _fill(v1 + "x: [", '"\\0"', '"\\0"]\n', sep=","),
+        "anchors": _numbered(v1 + "x: [", "&a{i} x", "]\n", MAX_NODES - 10, ","),
+        "aliases": _fill(
+            v1 + "a: &a [x]\nx: [", "*a", "*a]\n", count=MAX_ALIAS_NODES // 2, sep=","
+        ),
+        "merges": _fill(
+            v1 + "base: &b {id: t, prompt: p}\nstages: [{id: s, tasks: [",
+            "{<<: *b}",
+            "]}]\n",
+            count=MAX_TASKS,
+            sep=",",
+        ),
+        "billion_laughs": v1
+        + "a: &a [x,x,x,x,x,x,x,x,x]\n"
+        + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+            for i in range(8)
+        ),
+        "big_ints": _fill(v1 + "x: [", "9" * 4300, "1]\n", sep=","),
+        "huge_ints": _fill(v1 + "x: [", "9" * 5000, "1]\n", sep=","),
+        "comments": _fill(v1 + "stages: [{id: s, tasks: [" + task + "]}]\n", "#" * 99 + "\n", ""),
+    }
+    for name, text in shapes.items():
+        assert len(text.encode()) <= MAX_PLAN_BYTES, name
+    return shapes
+
+
+_PROBE = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from claude_runner.errors import PlanError
+from claude_runner.plan.loader import load_plan
+from claude_runner.plan.models import resolve
+
+start = time.perf_counter()
+try:
+    resolve(load_plan(Path(sys.argv[1])))
+    outcome = "accepted"
+except PlanError as err:
+    outcome = f"refused ({len(err.problems)} problems)"
+elapsed = time.perf_counter() - start
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"outcome": outcome, "seconds": elapsed, "peak_mb": peak_mb}))
+"""
+
+
+def probe(path: Path) -> dict[str, object]:
+    """Load ``path`` in a fresh interpreter: outcome, seconds, peak RSS in MB."""
+    done = proc.run([sys.executable, "-c", _PROBE, str(path), str(ROOT / "src")], timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"the probe failed: {done.stderr[-2000:]}")
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def worst(directory: Path) -> tuple[float, str, float, str]:
+    slowest, slowest_name, biggest, biggest_name = 0.0, "", 0.0, ""
+    for name, text in worst_shapes().items():
+        path = directory / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        result = probe(path)
+        seconds, peak = float(result["seconds"]), float(result["peak_mb"])  # type: ignore[arg-type]
+        print(
+            f"  {name:<18} {len(text.encode()):>8} B  {seconds:6.3f} s  {peak:6.1f} MB  "
+            f"{result['outcome']}",
+            file=sys.stderr,
+        )
+        if seconds > slowest:
+            slowest, slowest_name = seconds, name
+        if peak > biggest:
+            biggest, biggest_name = peak, name
+    return slowest, slowest_name, biggest, biggest_name
+
+
 def _time(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
 
 
-def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="plan-load-") as tmp:
-        path = Path(tmp) / "plan.yaml"
-        path.write_text(plan_text(), encoding="utf-8")
-        plan = load_plan(path)  # warm-up, and proof the plan is valid
-        count = sum(len(stage.tasks) for stage in plan.stages)
+def ratio(directory: Path) -> float:
+    path = directory / "plan.yaml"
+    path.write_text(plan_text(), encoding="utf-8")
+    plan = load_plan(path)  # warm-up, and proof the plan is valid
+    count = sum(len(stage.tasks) for stage in plan.stages)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-        def runner() -> object:
-            return load_plan(path)
+    def runner() -> object:
+        return load_plan(path)
 
-        def safe_load() -> object:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
+    def safe_load() -> object:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
 
-        safe_load()
-        runs: dict[str, list[float]] = {"runner": [], "safe_load": []}
-        for _ in range(ROUNDS):
-            runs["runner"].append(_time(runner))
-            runs["safe_load"].append(_time(safe_load))
-        size = path.stat().st_size
-
+    safe_load()
+    runs: dict[str, list[float]] = {"runner": [], "safe_load": []}
+    for _ in range(ROUNDS):
+        runs["runner"].append(_time(runner))
+        runs["safe_load"].append(_time(safe_load))
     med = {name: statistics.median(times) for name, times in runs.items()}
     print(
-        f"plan: {count} tasks, {size} bytes; loader: pure-Python SafeLoader on both sides",
+        f"plan: {count} tasks, {path.stat().st_size} bytes; both sides: {loader.__name__}'s parser",
         file=sys.stderr,
     )
     for name, times in runs.items():
@@ -100,7 +259,19 @@ def main() -> int:
             f"  {name:<9} median {med[name]:.3f} s  runs {[round(t, 3) for t in times]}",
             file=sys.stderr,
         )
-    print(f"plan_load: runner/safe_load={med['runner'] / med['safe_load']:.2f}")
+    return med["runner"] / med["safe_load"]
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="plan-load-") as tmp:
+        first = ratio(Path(tmp))
+        print("worst shapes (fresh interpreter each):", file=sys.stderr)
+        slowest, slowest_name, biggest, biggest_name = worst(Path(tmp))
+    print(f"plan_load: runner/safe_load={first:.2f}")
+    print(
+        f"plan_load_worst: max_s={slowest:.2f} max_mb={biggest:.0f} "
+        f"(shape={slowest_name}, {biggest_name})"
+    )
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian 12 machine (idempotent):
 # Debian packages, the Python environment with dev tools, the pinned Claude Code CLI,
-# and (as root) Docker's engine, started in the background.
+# the pinned JSON Schema validator (tools/schema-check), and (as root) Docker's engine,
+# started in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 bash scripts/setup.sh
+# Ajv, the JavaScript JSON Schema validator the tests check the shipped schemas with
+npm ci --prefix tools/schema-check --no-audit --no-fund --loglevel=error
 
 if [ "$(id -u)" -eq 0 ]; then
 	bash scripts/install-docker-engine.sh

@@ -20,6 +20,7 @@ from claude_runner import proc
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
 from claude_runner.plan.resolved import AgentControls, ResolvedPlan
+from claude_runner.rehearsal import Rehearsal
 from claude_runner.runtime import Runtime
 from tests import fake_agent
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from claude_runner.plan.models import Plan, resolve
 from claude_runner.plan.resolved import AgentControls, ResolvedPlan
 from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.rehearsal import Rehearsal
 from claude_runner.runtime import Runtime
 
 spec = json.loads(Path(sys.argv[1]).read_text())
@@ -78,6 +80,7 @@ class Runner:
         self.claude_bin = fake_agent.install(tmp)
         self.env = {**os.environ, "ANTHROPIC_API_KEY": "sk-test-fake-secret-0123456789"}
         self.tmp = tmp
+        self.rehearsal: Rehearsal | None = None
 
     def run(
         self, plan: dict[str, Any] | ResolvedPlan, cancel: threading.Event | None = None
@@ -97,7 +100,9 @@ class Runner:
     def runtime(self, cancel: threading.Event | None = None) -> Runtime:
         """The runtime app.run would build from this runner's environment."""
         env = {**self.env, "PIPELINE_WORKSPACES_ROOT": str(self.runs_root)}
-        return Runtime.from_env(env, claude_bin=self.claude_bin, cancel=cancel)
+        return Runtime.from_env(
+            env, claude_bin=self.claude_bin, cancel=cancel, rehearsal=self.rehearsal
+        )
 
     def spawn_driver(self, plan: dict[str, Any]) -> subprocess.Popen[bytes]:
         spec = self.tmp / "spec.json"
@@ -183,7 +188,7 @@ def tuned(
     """A v1 plan resolved, then given v2 settings: ``fields`` on every task (a
     ``controls`` mapping becomes AgentControls), ``top`` on the plan."""
     resolved = resolve(Plan.model_validate(plan))
-    if "controls" in fields:
+    if isinstance(fields.get("controls"), dict):
         fields["controls"] = AgentControls(**fields["controls"])
     stages = tuple(
         dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **fields) for t in s.tasks))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_runner import config
 from claude_runner.config import Settings, parse_bool
 from claude_runner.errors import UsageError
 
@@ -25,11 +26,13 @@ def test_other_values_are_errors() -> None:
         parse_bool("ENABLE_DIND", "maybe")
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in the image: /workspace exists.
+    monkeypatch.setattr(config, "DEFAULT_WORKSPACE", tmp_path)
     s = Settings.from_env({})
-    assert s.source_dir == Path("/workspace-source")
+    assert s.source_dir == config.DEFAULT_SOURCE
     assert not s.source_dir_explicit
-    assert s.workspace_dir == Path("/workspace")
+    assert s.workspace_dir == tmp_path
     assert s.claude_bin == "claude"
     assert (s.git_user_name, s.git_user_email) == ("Claude Code Agent", "claude-bot@local.docker")
     assert s.dind_storage_driver == "overlay2"
@@ -37,6 +40,19 @@ def test_defaults() -> None:
     assert s.pipeline_root == Path("/tmp/agent-pipeline-workspaces")
     assert not s.enable_dind
     assert not s.is_sandbox
+
+
+def test_outside_the_image_the_workspace_is_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config, "DEFAULT_WORKSPACE", tmp_path / "no-workspace")
+    monkeypatch.setattr(config, "DEFAULT_SOURCE", tmp_path / "no-source")
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).workspace_dir == tmp_path
+    assert Settings.from_env({"WORKSPACE_DIR": "/w"}).workspace_dir == Path("/w")
+    # A source given means the image's layout: the workspace is the image's default.
+    given = Settings.from_env({"SOURCE_WORKSPACE_DIR": "/src"})
+    assert given.workspace_dir == tmp_path / "no-workspace"
 
 
 def test_git_identity_fallback_order() -> None:

@@ -1,10 +1,10 @@
-"""Hostile plans fail fast, in bounded memory, with one clear message.
+"""Hostile plans fail in bounded memory, with one clear message (or a bounded list).
 
-Each case runs the loader in a fresh interpreter that measures the time of ``load_plan``
-alone, then its peak Python memory (tracemalloc) in a second run. The bounds are safety
-limits far above what a correct loader needs (a few MB, about a second at most); an
-unbounded one would blow through them by orders of magnitude (a billion laughs expands
-to 10^9 nodes).
+Each case runs the loader in a fresh interpreter that measures its peak Python memory
+(tracemalloc). The bound is a safety limit far above what a correct loader needs; an
+unbounded one would blow through it by orders of magnitude (a billion laughs expands to
+10^9 nodes, a megabyte of list items once took 528 MB). Time is not asserted here:
+``bench/plan_load.py`` measures the worst shapes (its ``plan_load_worst`` line).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 from claude_runner import proc
-from claude_runner.plan.loader import MAX_PLAN_BYTES
-from claude_runner.plan.yamlsrc import MAX_ALIAS_NODES, MAX_DEPTH
+from claude_runner.plan.loader import MAX_PLAN_BYTES, MAX_PROBLEMS
+from claude_runner.plan.yamlsrc import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES
 
 PEAK_BYTES_BOUND = 50 * 1024 * 1024
-SECONDS_BOUND = 5.0
 
 _PROBE = """
-import json, sys, time, tracemalloc
+import json, sys, tracemalloc
 from pathlib import Path
 from claude_runner.errors import PlanError
 from claude_runner.plan.loader import load_plan
@@ -35,22 +34,33 @@ def attempt():
         return [p.message for p in err.problems]
     return []
 
-start = time.perf_counter()
-problems = attempt()
-elapsed = time.perf_counter() - start
-# Memory in a second run: tracing slows Python down several times.
 tracemalloc.start()
-assert attempt() == problems
+problems = attempt()
 peak = tracemalloc.get_traced_memory()[1]
-print(json.dumps({"problems": problems, "seconds": elapsed, "peak": peak}))
+print(json.dumps({"problems": problems, "peak": peak}))
 """
 
 
-def _probe(path: Path) -> tuple[list[str], float, int]:
-    done = proc.run([sys.executable, "-c", _PROBE, str(path)], timeout=120)
+_RSS_PROBE = """
+import json, resource, sys
+from pathlib import Path
+from claude_runner.errors import PlanError
+from claude_runner.plan.loader import load_plan
+try:
+    load_plan(Path(sys.argv[1]))
+    problems = []
+except PlanError as err:
+    problems = [p.message for p in err.problems]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"problems": problems, "peak": peak}))
+"""
+
+
+def _probe(path: Path, probe: str = _PROBE) -> tuple[list[str], int]:
+    done = proc.run([sys.executable, "-c", probe, str(path)], timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    return result["problems"], result["seconds"], result["peak"]
+    return result["problems"], result["peak"]
 
 
 def _laughs(levels: int, width: int) -> str:
@@ -67,13 +77,12 @@ def test_billion_laughs_fails_fast_in_bounded_memory(
 ) -> None:
     path = tmp_path / "laughs.yaml"
     path.write_text(_laughs(levels, width), encoding="utf-8")
-    problems, seconds, peak = _probe(path)
+    problems, peak = _probe(path)
     assert problems == [
         f"YAML aliases expand to more than {MAX_ALIAS_NODES} nodes (a 'billion laughs' "
         "document?); write the plan out without nested aliases"
     ]
     assert peak < PEAK_BYTES_BOUND
-    assert seconds < SECONDS_BOUND
 
 
 def test_many_flat_aliases_are_bounded_too(tmp_path: Path) -> None:
@@ -81,10 +90,9 @@ def test_many_flat_aliases_are_bounded_too(tmp_path: Path) -> None:
     refs = ", ".join(["*t"] * (MAX_ALIAS_NODES // 10 + 1))
     path.write_text(f"version: v1\nx: &t [a, b, c, d, e, f, g, h, i]\nstages: [{refs}]\n")
     assert path.stat().st_size < MAX_PLAN_BYTES
-    problems, seconds, peak = _probe(path)
+    problems, peak = _probe(path)
     assert problems[0].startswith("YAML aliases expand to more than")
     assert peak < PEAK_BYTES_BOUND
-    assert seconds < SECONDS_BOUND
 
 
 @pytest.mark.parametrize("size", [MAX_PLAN_BYTES + 1, 64 * MAX_PLAN_BYTES])
@@ -94,13 +102,12 @@ def test_oversized_file_is_refused_before_parsing(tmp_path: Path, size: int) -> 
     with path.open("wb") as fh:
         fh.write(head)
         fh.truncate(size)  # sparse: the rest reads as NUL bytes
-    problems, seconds, peak = _probe(path)
+    problems, peak = _probe(path)
     assert problems == [
         f"the plan file is larger than 1024 KiB, the limit ({MAX_PLAN_BYTES} bytes); a plan "
         "is a short list of stages and tasks: move long prompts into prompt_file"
     ]
     assert peak < PEAK_BYTES_BOUND  # reads at most the limit + 1 byte
-    assert seconds < SECONDS_BOUND
 
 
 def test_a_file_at_the_limit_is_parsed(tmp_path: Path) -> None:
@@ -108,10 +115,9 @@ def test_a_file_at_the_limit_is_parsed(tmp_path: Path) -> None:
     body = "version: v1\nstages: [{id: s, tasks: [{id: t, prompt: hi}]}]\n# "
     path.write_text(body + "x" * (MAX_PLAN_BYTES - len(body) - 1) + "\n", encoding="utf-8")
     assert path.stat().st_size == MAX_PLAN_BYTES
-    problems, seconds, peak = _probe(path)
+    problems, peak = _probe(path)
     assert problems == []
     assert peak < PEAK_BYTES_BOUND
-    assert seconds < SECONDS_BOUND
 
 
 @pytest.mark.parametrize("opener", ["[", "- "])
@@ -123,8 +129,54 @@ def test_deep_nesting_fails_fast(tmp_path: Path, opener: str) -> None:
     else:
         text = "version: v1\nstages:\n" + "".join("  " * i + "- \n" for i in range(depth))
     path.write_text(text, encoding="utf-8")
-    problems, seconds, peak = _probe(path)
+    problems, peak = _probe(path)
     assert len(problems) == 1
     assert problems[0].startswith(f"the YAML nests deeper than {MAX_DEPTH} levels")
     assert peak < PEAK_BYTES_BOUND
-    assert seconds < SECONDS_BOUND
+
+
+def _one_mib(head: str, item: str, tail: str, sep: str = ",", most: int = 10**9) -> str:
+    count = min(most, (MAX_PLAN_BYTES - len(head + tail)) // len(item + sep))
+    return head + sep.join([item] * count) + tail
+
+
+BROKEN_TASK = '{id: "a/b", prompt: "", model: x, verbosity: y, read_only: 1}'
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "deep",
+            _one_mib("version: v1\nx: [", "[" * 60 + "]" * 60, "]\n"),
+            f"the YAML has more than {MAX_NODES} nodes",
+        ),
+        (
+            "broken_tasks",
+            _one_mib("version: v1\nstages: [{id: s, tasks: [", BROKEN_TASK, "]}]\n"),
+            "the plan has more than 10000 tasks",
+        ),
+        (
+            "broken_stages",
+            _one_mib(
+                "version: v1\nstages: [",
+                f"{{id: a/b, tasks: [{BROKEN_TASK}]}}",
+                "]\n",
+                most=MAX_NODES // 20,
+            ),
+            "'a/b' is not a safe id",
+        ),
+    ],
+)
+def test_a_megabyte_of_hostile_yaml_is_refused_in_bounded_memory(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert path.stat().st_size <= MAX_PLAN_BYTES
+    # The whole process's peak (interpreter and imports included), as the goal states it;
+    # tracemalloc would slow these big inputs down tenfold.
+    problems, peak = _probe(path, _RSS_PROBE)
+    assert 1 <= len(problems) <= MAX_PROBLEMS
+    assert problems[0].startswith(expected)
+    assert peak < 200 * 1024 * 1024

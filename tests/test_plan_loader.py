@@ -468,3 +468,11 @@ def test_model_alone_enforces_the_cross_field_rules() -> None:
     text = str(caught.value)
     assert "stages[1].id: duplicate stage id 's'" in text
     assert "stages[1].tasks[0].prompt_file: set exactly one" in text
+
+
+@pytest.mark.parametrize("value", ["a/" + "x" * 256, "/".join(["abcdefgh"] * 500), "é" * 128])
+def test_prompt_file_that_no_file_system_can_hold_is_refused(tmp_path: Path, value: str) -> None:
+    p = only(tmp_path, ONE_TASK.replace("prompt: hi", f"prompt_file: {value}"))
+    assert p.location == "stages[0].tasks[0].prompt_file"
+    assert "is longer than a file system allows (4095 bytes in all, 255 for one name)" in p.message
+    load(tmp_path, ONE_TASK.replace("prompt: hi", f"prompt_file: a/{'x' * 255}"))

@@ -108,3 +108,16 @@ def test_size_limit(workspace: Path) -> None:
     )
     (workspace / "fits.md").write_bytes(b"x" * MAX_PROMPT_BYTES)
     assert len(read_prompt_file(workspace, "fits.md")) == MAX_PROMPT_BYTES
+
+
+def test_invisible_characters_alone_are_blank(workspace: Path) -> None:
+    (workspace / "zwsp.md").write_text("\u200b\ufeff\u2060\n", encoding="utf-8")
+    assert _error(workspace, "zwsp.md") == "the prompt file is empty; write the task for the agent"
+
+
+def test_nul_character_is_refused(workspace: Path) -> None:
+    (workspace / "nul.md").write_bytes(b"line one\nfix\x00it\n")
+    assert _error(workspace, "nul.md") == (
+        "the prompt file contains a NUL character (line 2), which no program can be given; "
+        "remove it"
+    )

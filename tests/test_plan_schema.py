@@ -158,6 +158,8 @@ def test_cli_hostile_plans_never_print_a_traceback(run_runner: RunRunner, tmp_pa
         "binary.yaml": b"\x00\xff\xfe garbage",
         "tag.yaml": b"version: v1\nstages: !!python/object/apply:os.system [id]\n",
         "list.yaml": b"- 1\n",
+        "escape.yaml": b'version: v1\nstages: [{id: s, tasks: [{id: t, prompt: "\\U11111111"}]}]\n',
+        "nul.yaml": b'version: v1\nstages: [{id: s, tasks: [{id: t, prompt: "a\\0b"}]}]\n',
     }
     for name, content in cases.items():
         path = tmp_path / name

@@ -7,9 +7,11 @@ The environment is read here once, into a ``Runtime`` that every mode receives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from claude_runner.signals import Cancellation, Interrupted
 
 if TYPE_CHECKING:
     from claude_runner.plan.models import ResolvedPlan
+    from claude_runner.rehearsal import Rehearsal
 
 
 def plan_path(args_path: Path, settings: Settings) -> Path:
@@ -65,13 +68,14 @@ def run(args: Args) -> int:
 
         dind.check_preconditions(settings)
 
-    with Cancellation() as cancel:
+    with Cancellation() as cancel, _rehearsal(args) as rehearsal:
         runtime = Runtime(
             settings=settings,
             env=env,
             redactor=redactor,
             claude_bin=claude_bin,
             cancel=cancel.event,
+            rehearsal=rehearsal,
         )
         try:
             with cancel.interruptible():
@@ -82,6 +86,23 @@ def run(args: Args) -> int:
     if cancel.signum is not None:
         return SIGNAL_EXIT_BASE + cancel.signum
     return code
+
+
+@contextlib.contextmanager
+def _rehearsal(args: Args) -> Iterator[Rehearsal | None]:
+    """The stand-in model for ``--rehearse``, stopped when the run ends."""
+    if not args.rehearse:
+        yield None
+        return
+    from claude_runner.redact import SECRET_ENV_VARS  # noqa: PLC0415
+    from claude_runner.rehearsal import Rehearsal  # noqa: PLC0415 - only when rehearsing
+
+    with Rehearsal(secret_names=SECRET_ENV_VARS) as rehearsal:
+        log.notice(
+            f"rehearsal: the agents talk to a stand-in model at {rehearsal.api.url}, "
+            "with no real credentials; nothing is charged"
+        )
+        yield rehearsal
 
 
 def _load(args: Args, settings: Settings) -> tuple[ResolvedPlan, Path]:

@@ -25,7 +25,7 @@ MODEL_ALIASES = ("sonnet", "opus", "haiku")
 MODEL_ID = re.compile(r"claude-[a-z0-9][a-z0-9.-]*")
 SCHEMA_VERSIONS = ("v1", "v2")
 _VALUED = {"--model", "--pipeline"}
-_FLAGS = {"--debug", "--dry-run", "--print-schema", "--version", "--help", "-h"}
+_FLAGS = {"--debug", "--dry-run", "--rehearse", "--print-schema", "--version", "--help", "-h"}
 _VERBOSITY = {"-v": "v", "-vv": "vv"}
 
 EXIT_CODES = (
@@ -44,8 +44,8 @@ def _help_text() -> str:
     )
     codes = "\n".join(f"  {code:<6} {meaning}" for code, meaning in EXIT_CODES)
     return f"""\
-usage: claude-runner [--debug] [--model MODEL] [-v|-vv] [TASK WORDS...]
-       claude-runner [--debug] [--model MODEL] --pipeline PLAN|- [--dry-run]
+usage: claude-runner [--debug] [--model MODEL] [--rehearse] [-v|-vv] [TASK WORDS...]
+       claude-runner [--debug] [--model MODEL] [--rehearse] --pipeline PLAN|- [--dry-run]
        claude-runner --print-schema [v1|v2] | --version | --help
 
 Run the Claude Code CLI headless in a prepared workspace.
@@ -64,6 +64,8 @@ options:
                          the workspace (SOURCE_WORKSPACE_DIR, else WORKSPACE_DIR);
                          - reads the plan from standard input
   --dry-run              with --pipeline: validate, print the resolved plan, run nothing
+  --rehearse             run the real CLI against a built-in stand-in model, for $0 (no
+                         key needed; scripted by each task's rehearse: in a v2 plan)
   --print-schema [V]     print the JSON Schema of plan format V (v1 or v2; default v2)
   --debug                more diagnostics on stderr
   --version              print the version
@@ -150,6 +152,10 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         raise UsageError("-v/-vv need a prompt; interactive mode has no output format")
     if opts.get("--dry-run") and pipeline is None:
         raise UsageError("--dry-run needs --pipeline PLAN")
+    if opts.get("--rehearse") and pipeline is None and not task:
+        raise UsageError(
+            "--rehearse needs a prompt or --pipeline PLAN (not an interactive session)"
+        )
     if task and not " ".join(task).strip():
         raise UsageError(
             "the prompt is empty: give the agent a task, or no words at all for "
@@ -164,6 +170,7 @@ def parse_args(argv: Sequence[str]) -> Args | str:
         else None,
         dry_run=bool(opts.get("--dry-run")),
         print_schema=schema if isinstance(schema, str) else None,
+        rehearse=bool(opts.get("--rehearse")),
         verbosity=verbosity,
         task=tuple(task),
     )

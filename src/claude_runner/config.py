@@ -15,7 +15,12 @@ from claude_runner.errors import UsageError
 # (name, default shown in --help, meaning)
 ENV_VARS: tuple[tuple[str, str, str], ...] = (
     ("SOURCE_WORKSPACE_DIR", "/workspace-source", "tree copied into WORKSPACE_DIR at start"),
-    ("WORKSPACE_DIR", "/workspace", "writable workspace the agent works in"),
+    (
+        "WORKSPACE_DIR",
+        "/workspace",
+        "writable workspace the agent works in (when neither /workspace nor "
+        "/workspace-source exists and neither variable is set: the current directory)",
+    ),
     (
         "WORKSPACE_EXISTING",
         "keep",
@@ -96,6 +101,21 @@ def _choice(name: str, raw: str | None, choices: tuple[str, ...]) -> str:
     return value
 
 
+DEFAULT_SOURCE = Path("/workspace-source")
+DEFAULT_WORKSPACE = Path("/workspace")
+
+
+def _workspace_dir(workspace: str, source: str) -> Path:
+    """``WORKSPACE_DIR``; by default ``/workspace`` as in the image, but outside it (no
+    ``/workspace`` nor ``/workspace-source``, neither variable set) the current directory:
+    what someone running the runner from a checkout means."""
+    if workspace:
+        return Path(workspace)
+    if source or DEFAULT_WORKSPACE.exists() or DEFAULT_SOURCE.exists():
+        return DEFAULT_WORKSPACE
+    return Path.cwd()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the runner takes from its environment."""
@@ -120,9 +140,9 @@ class Settings:
         env = os.environ if env is None else env
         source = env.get("SOURCE_WORKSPACE_DIR", "")
         return cls(
-            source_dir=Path(source or "/workspace-source"),
+            source_dir=Path(source or DEFAULT_SOURCE),
             source_dir_explicit=bool(source),
-            workspace_dir=Path(env.get("WORKSPACE_DIR") or "/workspace"),
+            workspace_dir=_workspace_dir(env.get("WORKSPACE_DIR", ""), source),
             claude_bin=env.get("CLAUDE_BIN") or "claude",
             is_sandbox=env.get("IS_SANDBOX") == "1",
             require_gh_auth=parse_bool("REQUIRE_GH_AUTH", env.get("REQUIRE_GH_AUTH")),

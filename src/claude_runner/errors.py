@@ -61,10 +61,13 @@ class Problem:
 class PlanError(RunnerError, ValueError):
     """The pipeline plan is invalid; ``problems`` lists every problem found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], *, more: bool = False) -> None:
         self.problems = problems
+        self.more = more  # there are more problems than listed
         count = len(problems)
         head = f"invalid pipeline plan ({count} problem{'s' if count != 1 else ''})"
+        if more:
+            head = f"invalid pipeline plan (more than {count} problems; the first are listed)"
         super().__init__(head + "".join(f"\n  {p}" for p in problems))
 
 

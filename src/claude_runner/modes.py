@@ -51,6 +51,8 @@ def run_single_prompt(
     )
     marker = f"{os.getpid()}-{time.monotonic_ns()}"
     env = {**runtime.env, SINGLE_MARKER: marker}
+    if runtime.rehearsal is not None:
+        env = runtime.rehearsal.agent_env(env, runtime.rehearsal.assign(None))
     cancel = runtime.cancel
     with Watchman(f"{SINGLE_MARKER}={marker}") as watchman:
         child = proc.spawn(

@@ -18,6 +18,7 @@ class Args:
     dry_run: bool = False
     print_schema: str | None = None  # the plan format version whose schema to print
     verbosity: str = "text"
+    rehearse: bool = False  # the real CLI against the built-in stand-in model, for $0
     task: tuple[str, ...] = field(default_factory=tuple)
 
     @property

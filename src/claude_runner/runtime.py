@@ -11,9 +11,13 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from claude_runner.config import Settings
 from claude_runner.redact import Redactor
+
+if TYPE_CHECKING:
+    from claude_runner.rehearsal import Rehearsal
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,16 @@ class Runtime:
     redactor: Redactor
     claude_bin: str
     cancel: threading.Event = field(default_factory=threading.Event)
+    rehearsal: Rehearsal | None = None  # --rehearse: the stand-in model agents talk to
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str], *, claude_bin: str, cancel: threading.Event | None = None
+        cls,
+        env: Mapping[str, str],
+        *,
+        claude_bin: str,
+        cancel: threading.Event | None = None,
+        rehearsal: Rehearsal | None = None,
     ) -> Runtime:
         """Parse ``env`` once (``Settings``, the secrets to mask)."""
         return cls(
@@ -37,6 +47,7 @@ class Runtime:
             redactor=Redactor.from_env(env),
             claude_bin=claude_bin,
             cancel=cancel or threading.Event(),
+            rehearsal=rehearsal,
         )
 
     def with_env(self, extra: Mapping[str, str]) -> Runtime:

@@ -38,6 +38,7 @@ class Outcome:
     usage_by_message: dict[str, tuple[str | None, dict[str, int]]] = field(default_factory=dict)
     tool: str | None = None  # the tool the agent called last
     turns: int = 0  # assistant messages seen
+    last_api_retry: dict[str, Any] | None = None  # the CLI's last system/api_retry line
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ class CliRun:
             self._hooks.on_result(message)
         elif kind == "assistant":
             self._on_assistant(message)
+        elif message.get("subtype") == "api_retry":
+            self.outcome.last_api_retry = message
         else:
             sid = stream.session_id_of_init(message)
             if sid is not None and self.outcome.session_id is None:

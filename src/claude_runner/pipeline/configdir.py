@@ -154,8 +154,9 @@ class UserConfig:
             seed.setdefault("hasCompletedOnboarding", True)
         return cls(src_dir, seed, oauth, agent_env, secrets)
 
-    def seed_dir(self, dst: Path) -> None:
-        """Create and seed ``dst`` (mode 0700); a slot already seeded is left as it is."""
+    def seed_dir(self, dst: Path, *, credentials: bool = True) -> None:
+        """Create and seed ``dst`` (mode 0700); a slot already seeded is left as it is.
+        ``credentials=False`` (a rehearsal): not even the OAuth login is copied."""
         try:
             dst.mkdir(parents=True, mode=0o700)
         except FileExistsError:
@@ -166,7 +167,7 @@ class UserConfig:
         for name in _CONFIG_DIRS:
             if (self.source_dir / name).is_dir():
                 shutil.copytree(self.source_dir / name, dst / name, symlinks=True)
-        if self.oauth is not None:
+        if self.oauth is not None and credentials:
             _write_new(dst / CREDENTIALS, self.oauth)
         if self.seed:  # else the CLI creates its own (a file less per slot)
             _write_new(dst / GLOBAL_CONFIG, json.dumps(self.seed).encode())
@@ -178,9 +179,9 @@ def _write_new(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def seed_config_dir(dst: Path, env: Mapping[str, str]) -> None:
+def seed_config_dir(dst: Path, env: Mapping[str, str], *, credentials: bool = True) -> None:
     """``UserConfig.read(env).seed_dir(dst)``: a slot's config dir, seeded once."""
-    UserConfig.read(env).seed_dir(dst)
+    UserConfig.read(env).seed_dir(dst, credentials=credentials)
 
 
 # --- scrubbing ------------------------------------------------------------------------

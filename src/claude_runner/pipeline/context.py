@@ -17,6 +17,7 @@ from claude_runner.redact import Redactor
 if TYPE_CHECKING:
     from claude_runner.pipeline.clirun import Outcome
     from claude_runner.pipeline.task import TaskRun
+    from claude_runner.rehearsal import Rehearsal
 
 TASK_MARKER = "CLAUDE_RUNNER_TASK"
 
@@ -39,6 +40,7 @@ class RunContext:
     prices: PriceTable = field(default_factory=lambda: PriceTable.load(None))
     rng: random.Random = field(default_factory=random.Random)
     track_usage: bool = False  # parse assistant messages (a budget, a progress view)
+    rehearsal: Rehearsal | None = None  # --rehearse: agents talk to the stand-in
     on_activity: Callable[[TaskRun, Outcome], None] | None = None
 
 

@@ -229,6 +229,7 @@ class EventWriter:
         *,
         warn: Callable[[str], None],
         listeners: tuple[Listener, ...] = (),
+        rehearsal: bool = False,
     ) -> None:
         self._out: TextIO | None = out
         # One write(2) per line and no buffer: nothing is lost if the runner is killed.
@@ -237,6 +238,8 @@ class EventWriter:
         self._redact = redact
         self._warn = warn
         self._listeners = listeners
+        # A rehearsal's every event says so, in case its lines end up beside real ones.
+        self._extra = {"rehearsal": True} if rehearsal else None
         self._lock = threading.Lock()
         self.problems: list[str] = []  # what went wrong with a sink, for the result
 
@@ -244,6 +247,8 @@ class EventWriter:
         self.emit_dict(event.to_dict())
 
     def emit_dict(self, body: dict[str, Any]) -> None:
+        if self._extra is not None:
+            body = {**body, **self._extra}
         line = self._redact(_ENCODE(body)) + "\n"
         try:
             data = line.encode()

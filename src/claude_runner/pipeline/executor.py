@@ -58,7 +58,9 @@ def run_pipeline(
     run_dir = runs_root / plan_run_id
     run_dir.mkdir()  # secrets stay in the 0700 config dirs inside
     user_config = configdir.UserConfig.read(runtime.env)
-    env = {**runtime.env, **user_config.agent_env}  # the user's primaryApiKey, never on disk
+    env = dict(runtime.env)
+    if runtime.rehearsal is None:  # a rehearsal's agents get the stand-in's key instead
+        env.update(user_config.agent_env)  # the user's primaryApiKey, never on disk
     redactor = runtime.redactor.with_secrets(user_config.secrets)
     writer = EventWriter(
         out,
@@ -66,6 +68,7 @@ def run_pipeline(
         redactor,
         warn=log.log.warning,
         listeners=listeners,
+        rehearsal=runtime.rehearsal is not None,
     )
     settings = runtime.settings
     prices = PriceTable.load(runtime.env.get("PIPELINE_PRICE_TABLE"))
@@ -84,6 +87,7 @@ def run_pipeline(
             cancel=runtime.cancel,
             prices=prices,
             track_usage=plan.budget_usd is not None,
+            rehearsal=runtime.rehearsal,
         )
         return _run(plan, ctx, plan_path=plan_path)
 
@@ -122,7 +126,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
             plan_path=plan_path,
             workspace=ctx.workspace,
             plan_document=dry_run_document(plan, plan_path=plan_path),
-            rehearsal=False,
+            rehearsal=ctx.rehearsal is not None,
         )
     except OSError as exc:
         writer.problems.append(f"cannot write the run's state files: {exc}")
@@ -136,6 +140,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 stage_count=len(plan.stages),
                 task_count=task_count,
                 version=plan.version,
+                rehearsal=ctx.rehearsal is not None,
                 max_concurrency=plan.max_concurrency,
                 budget_usd=plan.budget_usd,
             )
@@ -148,7 +153,11 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 log.log.warning(problem)
         _report_unfinished(stages, ctx)
         results = [n.result for s in stages for n in s.nodes if not n.instances]
-        extra = {"version": plan.version, "budget": budget.summary() if budget else None}
+        extra = {
+            "version": plan.version,
+            "rehearsal": ctx.rehearsal is not None,
+            "budget": budget.summary() if budget else None,
+        }
         code = _finish(ctx, results, started, extra)
     return code
 

@@ -10,10 +10,12 @@ memory stays bounded whatever the agent prints (unlike asyncio's ``readline``, w
 hands back a line's tail as a line).
 
 JSON is parsed only for lines that can matter: those containing ``"system"`` (the
-``system``/``init`` line with ``session_id``; no longer searched once found) or
-``"result"`` (the final result message). Inside a JSON string a quote is always escaped,
-so an unescaped ``"result"`` appears only as a key or a whole string value: the search
-works for any key order and spacing, and the real check is made on the parsed object.
+``system``/``init`` line with ``session_id``; no longer searched once found),
+``"api_retry"`` (the CLI announcing a retry and its delay) or ``"result"`` (the final
+result message), and ``"assistant"`` only when asked (token usage, the tool in use).
+Inside a JSON string a quote is always escaped, so an unescaped ``"result"`` appears only
+as a key or a whole string value: the search works for any key order and spacing, and
+the real check is made on the parsed object.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _CHUNK = 1024 * 1024
 _SYSTEM = b'"system"'
 _RESULT = b'"result"'
 _ASSISTANT = b'"assistant"'
+_API_RETRY = b'"api_retry"'
 
 
 def parse_object(line: bytes) -> dict[str, object] | None:
@@ -78,6 +81,8 @@ class _Scanner:
             self._find(block, _SYSTEM)
         if self.want_assistant:
             self._find(block, _ASSISTANT)
+        if _API_RETRY in block:  # rare: the CLI announces a retry of an API request
+            self._find(block, _API_RETRY)
         self._find(block, _RESULT)
 
     def _find(self, block: bytes, needle: bytes) -> None:
@@ -94,7 +99,9 @@ class _Scanner:
                     self.want_system = False
                     self.on_message(message)
                     return
-                elif needle is _ASSISTANT and message.get("type") == "assistant":
+                elif (needle is _ASSISTANT and message.get("type") == "assistant") or (
+                    needle is _API_RETRY and message.get("subtype") == "api_retry"
+                ):
                     self.on_message(message)
             at = block.find(needle, end)
 

@@ -114,6 +114,8 @@ class _Attempt:
     cost_estimated: bool = False
     config_dir: Path | None = None
     budget_cap: float | None = None
+    retry_after: float | None = None  # the delay the CLI last announced before a retry
+    rehearsal_key: str | None = None  # a rehearsal: the key the stand-in knows it by
 
 
 class Templates(Protocol):
@@ -167,6 +169,7 @@ class TaskRun:
         self._at: _Attempt | None = None
         self._started = 0.0
         self._prompt = ""
+        self._session_cost = 0.0  # what the current session's CLI last reported in all
         self._env: dict[str, str] = {}
         self._check_command = ""
         self._base: str | None = None
@@ -346,12 +349,18 @@ class TaskRun:
         assert at is not None  # noqa: S101
         assert at.config_dir is not None  # noqa: S101
         if at.cli_runs == 0:
-            configdir.seed_config_dir(at.config_dir, ctx.env)
+            configdir.seed_config_dir(at.config_dir, ctx.env, credentials=ctx.rehearsal is None)
             self.result.config_dir = str(at.config_dir)
         env = build_agent_env(ctx.env, config_dir=at.config_dir)
         env.update(self._env)
         name, _, value = self._marker.decode().partition("=")
         env[name] = value
+        if ctx.rehearsal is not None:
+            if at.rehearsal_key is None:  # a verify-gate round keeps the attempt's script
+                at.rehearsal_key = ctx.rehearsal.assign(
+                    task.rehearse, attempt=at.number, task=f"{task.stage_id}/{task.id}"
+                )
+            env = ctx.rehearsal.agent_env(env, at.rehearsal_key)
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
         if via_stdin:
             paths.prompt.write_text(prompt, encoding="utf-8")
@@ -383,7 +392,8 @@ class TaskRun:
     def _cli_options(self, resume: str | None) -> CliOptions:
         c, task, at = self.task.controls, self.task, self._at
         assert at is not None  # noqa: S101
-        caps = [x for x in (c.max_budget_usd, at.budget_cap) if x is not None]
+        # --max-budget-usd counts one CLI run: a verify-gate round gets what is left.
+        caps = [x - at.cost for x in (c.max_budget_usd, at.budget_cap) if x is not None]
         return CliOptions(
             model=task.model,
             allowed_tools=c.allowed_tools,
@@ -396,7 +406,7 @@ class TaskRun:
             fallback_model=c.fallback_model,
             settings=self._private_file("settings.json", c.settings),
             max_turns=c.max_turns,
-            max_budget_usd=min(caps) if caps else None,
+            max_budget_usd=max(0.01, min(caps)) if caps else None,
             json_schema=json.dumps(task.output_schema) if task.output_schema else None,
             resume=resume,
         )
@@ -524,7 +534,20 @@ class TaskRun:
         else:
             why = f"the CLI exited with code {returncode}"
         tail = _tail(Path(self.paths.stderr_log))
-        at.verdict = (TaskStatus.FAILED, classify(res), f"{why}; stderr: {tail}" if tail else why)
+        verdict = classify(
+            cli.outcome.result,
+            returncode=returncode,
+            stderr_tail=tail,
+            output_required=self.task.output_schema is not None,
+            last_api_retry=cli.outcome.last_api_retry,
+        )
+        at.retry_after = verdict.retry_after_s
+        # A result that says success with a non-zero exit (not stopped by us) is a crash.
+        at.verdict = (
+            TaskStatus.FAILED,
+            verdict.kind or FailureKind.CRASH,
+            f"{why}; stderr: {tail}" if tail else why,
+        )
 
     def _output_verdict(
         self, outcome: Outcome
@@ -547,7 +570,10 @@ class TaskRun:
         message = cli.outcome.result
         cost = cost_of(message) if message is not None else None
         usage = usage_of(message) if message is not None else {}
-        if cost is None:  # killed before its result: what its stream's usage costs
+        if cost is not None:
+            # A resumed run (a verify-gate round) reports the whole session's cost.
+            cost, self._session_cost = max(0.0, cost - self._session_cost), cost
+        else:  # killed before its result: what its stream's usage costs
             usage = {}
             cost = 0.0
             for model, used in cli.outcome.usage_by_message.values():
@@ -700,6 +726,8 @@ class TaskRun:
         )
         self._set(status, kind, reason)
         self.result.duration_s = round(time.monotonic() - self._started, 3)
+        if self.ctx.rehearsal is not None and at.rehearsal_key is not None:
+            self.ctx.rehearsal.release(at.rehearsal_key)
         return self._next_delay()
 
     def _next_delay(self) -> float | None:
@@ -712,7 +740,7 @@ class TaskRun:
             self.task.retries,
             attempt=at.number,
             kind=at.verdict[1],
-            retry_after=None,
+            retry_after=at.retry_after,
             rng=self.ctx.rng,
         )
 
@@ -739,6 +767,7 @@ class TaskRun:
             if record.attempt == at.number:
                 record.log = str(aside / "agent.log")
         self._seal = None
+        self._session_cost = 0.0
         self.result.session_id = None
         self.result.is_error = None
         self.result.num_turns = None

@@ -8,7 +8,6 @@ YAML, breaks a size limit, or its top level is not a mapping).
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from claude_runner.errors import PlanError, Problem
-from claude_runner.plan import rules
+from claude_runner.plan import messages, rules
+from claude_runner.plan.bounded import BUDGET, RECORDED, Budget
 from claude_runner.plan.models import SKIP_RULES, Plan, Settings, Stage, Task
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.yamlsrc import Document, Pos, YamlStop, read_yaml
@@ -24,6 +24,7 @@ from claude_runner.plan.yamlsrc import Document, Pos, YamlStop, read_yaml
 __all__ = ["MAX_PLAN_BYTES", "load_plan", "read_prompt_file"]
 
 MAX_PLAN_BYTES = 1024 * 1024
+MAX_PROBLEMS = 100  # reported at most; validation stops looking soon after
 
 _Loc = tuple[str | int, ...]
 _Raw = tuple[_Loc, Pos | None, str]
@@ -79,22 +80,6 @@ def _decode(raw: bytes, file: str) -> str:
         ) from None
 
 
-def _describe(value: object) -> str:  # noqa: PLR0911
-    if value is None:
-        return "null (an empty value)"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, int | float):
-        return f"{value!r} (a number)"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"{value} (a {type(value).__name__})"
-
-
 _MODEL_AT: dict[tuple[object, ...], type[BaseModel]] = {
     (): Plan,
     ("defaults",): Settings,
@@ -109,71 +94,26 @@ def _allowed_keys(parent: _Loc) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _unknown_key(key: str, parent: _Loc) -> str:
-    allowed = _allowed_keys(parent)
-    text = f"unknown key {key!r}"
-    close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
-    if close:
-        text += f" (did you mean {close[0]!r}?)"
-    if allowed:
-        text += f"; allowed here: {', '.join(allowed)}"
-    return text
-
-
-_MISSING_HINTS = {
-    "version": "; add version: v1",
-    "stages": "; add stages: with at least one stage",
-    "tasks": "; add tasks: with at least one task",
-}
-
-
-def _message(err: dict[str, object], loc: _Loc) -> tuple[_Loc, str]:  # noqa: PLR0911
-    """The location to report and a message that says what is wrong and how to fix it."""
-    kind, value, last = err["type"], err.get("input"), loc[-1] if loc else ""
-    raw_ctx = err.get("ctx")
-    ctx = raw_ctx if isinstance(raw_ctx, dict) else {}
-    if kind == "missing":
-        return loc[:-1], f"missing required key {last!r}" + _MISSING_HINTS.get(str(last), "")
-    if kind == "extra_forbidden":
-        return loc, _unknown_key(str(last), loc[:-1])
-    if kind == "literal_error":
-        text = f"{_describe(value)} is not allowed; use {ctx.get('expected')}"
-        if last == "verbosity":
-            text += " (or an alias: json for v, stream-json or stream_json for vv)"
-        return loc, text
-    if kind == "string_type":
-        hint = (
-            "; put it in quotes" if value is not None and not isinstance(value, list | dict) else ""
-        )
-        return loc, f"expected a string, got {_describe(value)}{hint}"
-    if kind == "bool_type":
-        return loc, f"expected true or false, got {_describe(value)}"
-    if kind == "int_type":
-        return loc, f"expected a whole number, got {_describe(value)}"
-    if kind == "greater_than_equal":
-        return loc, f"must be a positive whole number (at least {ctx.get('ge')}), got {value!r}"
-    if kind == "too_short":
-        what = "stage" if last == "stages" else "task"
-        return loc, f"{last} is empty; list at least one {what}"
-    if kind == "list_type":
-        return loc, f"expected a list, got {_describe(value)}"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return loc, f"expected a mapping, got {_describe(value)}"
-    return loc, str(err["msg"])
-
-
-def _validate(data: object) -> tuple[Plan | None, list[tuple[_Loc, str, bool]]]:
-    """The plan (None if invalid) and findings as (loc, message, point_at_key)."""
+def _validate(data: object) -> tuple[Plan | None, list[tuple[_Loc, str, bool]], bool]:
+    """The plan (None if invalid), findings as (loc, message, point_at_key), and whether
+    validation stopped before checking everything (too many problems)."""
     found: list[tuple[_Loc, str, bool]] = []
     plan = None
+    budget = Budget(limit=MAX_PROBLEMS)
     try:
-        plan = Plan.model_validate(data, context={SKIP_RULES: True})
+        plan = Plan.model_validate(data, context={SKIP_RULES: True, BUDGET: budget})
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc, text = _message(dict(err), tuple(err["loc"]))
-            found.append((loc, text, err["type"] == "extra_forbidden"))
+        errors = [dict(e) for e in exc.errors(include_url=False) if e["type"] != RECORDED]
+        for err in errors + budget.errors:
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                found.append(
+                    (loc, messages.unknown_key(str(loc[-1]), _allowed_keys(loc[:-1])), True)
+                )
+            else:
+                found.append((*messages.message(err, loc), False))
     found += [(loc, text, False) for loc, text in rules.check_plan(data)]
-    return plan, found
+    return plan, found, budget.cut
 
 
 def _where(doc: Document, loc: _Loc, at_key: bool) -> Pos | None:
@@ -187,7 +127,8 @@ def _where(doc: Document, loc: _Loc, at_key: bool) -> Pos | None:
 
 
 def load_plan(path: Path, *, workspace: Path | None = None) -> Plan:
-    """Read and validate a v1 plan; raise ``PlanError`` with every problem found."""
+    """Read and validate a v1 plan; raise ``PlanError`` with every problem found (the
+    first ``MAX_PROBLEMS`` of them in file order, when there are more)."""
     file = str(path)
     return _load(_read_bytes(path, file), file, workspace)
 
@@ -210,11 +151,16 @@ def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
     if not isinstance(doc.data, dict):
         raise _fail(
             file,
-            f"the top level must be a mapping with version and stages, not {_describe(doc.data)}",
+            "the top level must be a mapping with version and stages, "
+            f"not {messages.describe(doc.data)}",
             doc.values.get(()),
         )
     raw: list[_Raw] = [(loc, pos, text) for loc, pos, text in doc.problems]
-    plan, found = _validate(doc.data)
+    too_big = rules.size_problem(doc.data)
+    if too_big is not None:
+        loc, text = too_big
+        raise PlanError(_problems(file, [*raw, (loc, _where(doc, loc, False), text)]))
+    plan, found, cut = _validate(doc.data)
     shadowed = doc.bad  # values YAML could not give: skip follow-on type errors there
     for loc, text, at_key in found:
         if any(loc[: len(b)] == b for b in shadowed):
@@ -224,7 +170,9 @@ def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
         )
         raw.append((loc, _where(doc, loc, at_key), text + where))
     if raw or plan is None:
-        raise PlanError(_problems(file, raw))
+        problems = _problems(file, raw)
+        more = cut or len(problems) > MAX_PROBLEMS
+        raise PlanError(problems[:MAX_PROBLEMS], more=more)
     return plan
 
 

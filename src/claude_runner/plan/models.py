@@ -28,11 +28,13 @@ from pydantic import (
     StrictStr,
     ValidationInfo,
     WithJsonSchema,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from claude_runner.plan import rules
+from claude_runner.plan.bounded import each_item, few_unknown_keys
 from claude_runner.plan.resolved import (
     OnError,
     PromptSource,
@@ -66,9 +68,11 @@ def _check_id(value: str) -> str:
 
 
 def _check_prompt(value: str) -> str:
-    if not value.strip():
+    if rules.is_blank(value):
         raise PydanticCustomError(
-            "empty_prompt", "the prompt is empty: write the task for the agent"
+            "empty_prompt",
+            "the prompt is empty (only spaces, invisible or control characters): "
+            "write the task for the agent",
         )
     return value
 
@@ -97,18 +101,21 @@ Id = Annotated[
         }
     ),
 ]
-PromptText = Annotated[
-    StrictStr, AfterValidator(_check_prompt), WithJsonSchema({"type": "string", "pattern": r"\S"})
-]
+_PROMPT_SCHEMA = {"type": "string", "pattern": rules.TEXT_PATTERN}
+_PROMPT_PATH_SCHEMA = {"type": "string", "pattern": rules.PROMPT_PATH_PATTERN}
+PromptText = Annotated[StrictStr, AfterValidator(_check_prompt), WithJsonSchema(_PROMPT_SCHEMA)]
 PromptPath = Annotated[
-    StrictStr,
-    AfterValidator(_check_prompt_file),
-    WithJsonSchema({"type": "string", "pattern": rules.PROMPT_PATH_PATTERN}),
+    StrictStr, AfterValidator(_check_prompt_file), WithJsonSchema(_PROMPT_PATH_SCHEMA)
 ]
 
 
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_keys(cls, data: Any) -> Any:
+        return few_unknown_keys(cls, data)
 
 
 class Settings(_Closed):
@@ -138,8 +145,11 @@ class Task(Settings):
     model_config = ConfigDict(json_schema_extra=_task_schema)
 
     id: Id = Field(description="Unique within its stage; becomes a directory name.")
-    prompt: PromptText | None = Field(default=None, description="The prompt text (not empty).")
-    prompt_file: PromptPath | None = Field(
+    # Not nullable in the schema: a key given as null is an error ("has no value").
+    prompt: Annotated[PromptText | None, WithJsonSchema(_PROMPT_SCHEMA)] = Field(
+        default=None, description="The prompt text (not empty)."
+    )
+    prompt_file: Annotated[PromptPath | None, WithJsonSchema(_PROMPT_PATH_SCHEMA)] = Field(
         default=None,
         description="Path of a UTF-8 prompt file, relative to the workspace, without '..'; "
         "read when the task starts.",
@@ -156,7 +166,7 @@ class Task(Settings):
 def _stage_schema(schema: dict[str, Any]) -> None:
     # max_parallel only where it applies: a parallel stage.
     schema["if"] = {"not": {"properties": {"mode": {"const": "parallel"}}, "required": ["mode"]}}
-    schema["then"] = {"not": {"required": ["max_parallel"]}}
+    schema["then"] = {"properties": {"max_parallel": {"type": "null"}}}
 
 
 class Stage(Settings):
@@ -169,7 +179,11 @@ class Stage(Settings):
     max_parallel: Annotated[StrictInt, Field(ge=1)] | None = Field(
         default=None, description="Parallel stages only: at most this many tasks at once."
     )
-    tasks: list[Task] = Field(min_length=1, description="The stage's tasks, in order.")
+    tasks: Annotated[
+        list[Task],
+        Field(min_length=1, max_length=rules.MAX_TASKS),
+        WrapValidator(each_item(Task, max_items=rules.MAX_TASKS)),
+    ] = Field(description="The stage's tasks, in order.")
 
 
 class Plan(_Closed):
@@ -179,7 +193,11 @@ class Plan(_Closed):
 
     version: Literal["v1"] = Field(description="Plan format version; only v1.")
     defaults: Settings = Field(default_factory=Settings, description="Plan-wide settings.")
-    stages: list[Stage] = Field(min_length=1, description="Stages, run in order.")
+    stages: Annotated[
+        list[Stage],
+        Field(min_length=1, max_length=rules.MAX_TASKS),
+        WrapValidator(each_item(Stage, max_items=rules.MAX_TASKS)),
+    ] = Field(description="Stages, run in order.")
 
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> Plan:

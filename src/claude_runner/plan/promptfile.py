@@ -1,8 +1,9 @@
 """Read a task's ``prompt_file`` when the task starts (an earlier stage may write it).
 
 The load-time check (relative, no '..') is repeated, then the file must resolve inside
-the workspace (symlinks included), be a regular file, at most ``MAX_PROMPT_BYTES``, UTF-8
-and not blank.
+the workspace (symlinks included), be a regular file, at most ``MAX_PROMPT_BYTES``, UTF-8,
+without NUL characters, and not blank (``rules.is_blank``: invisible characters alone
+are blank too).
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def read_prompt_file(workspace: Path, rel: str) -> str:
             f"the prompt file is not valid UTF-8 (byte 0x{raw[err.start]:02x} on line {line}); "
             "save it as UTF-8",
         ) from None
-    if not text.strip():
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise _fail(
+            rel,
+            f"the prompt file contains a NUL character (line {line}), which no program can "
+            "be given; remove it",
+        )
+    if rules.is_blank(text):
         raise _fail(rel, "the prompt file is empty; write the task for the agent")
     return text

@@ -3,6 +3,14 @@
 The repository ships the schema as ``schema/plan-v1.schema.json``; regenerate it with
 ``python -m claude_runner.plan.schema > schema/plan-v1.schema.json`` (a test fails when
 the file and the models drift apart).
+
+Editors, Python's jsonschema and the loader agree on every plan (tests/test_plan_agreement
+checks it with Ajv too): the patterns are written to mean the same in ECMA-262 and
+Python. What the schema cannot state, only the loader refuses: YAML-level problems
+(duplicate keys, tags), ids unique across items (also ignoring case), the parallel +
+shared guard (it spans defaults, stage and task), the plan-wide task count, lengths in
+bytes, and 2.0 as a whole number (JSON has one number type). A prompt file's content is
+checked when its task starts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,139 @@
+"""The v2 graph and guardrails with the real CLI against the stand-in API: a verify gate
+that fails once and then passes in the same session, a condition that skips, agent
+controls reaching the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_runner.plan.resolved import AgentControls, Check, ResolvedPlan, ResolvedTask
+from tests.fakeapi import FakeMessagesAPI, Text, ToolUse, first_user_text
+from tests.runs import Runner, of_type, plan_of, result_of, task, tuned
+
+pytestmark = pytest.mark.cli
+
+
+def _set(plan: ResolvedPlan, key: tuple[str, str], **fields: Any) -> ResolvedPlan:
+    def task_of(t: ResolvedTask) -> ResolvedTask:
+        return dataclasses.replace(t, **fields) if t.key == key else t
+
+    stages = tuple(
+        dataclasses.replace(s, tasks=tuple(task_of(t) for t in s.tasks)) for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def test_a_check_that_fails_once_then_passes_in_the_same_session(
+    cli: Runner, fake_api: FakeMessagesAPI
+) -> None:
+    fake_api.on(
+        "gate-task",
+        Text("first try"),  # claims done; the check disagrees
+        ToolUse("Bash", {"command": "touch done.txt"}),  # told why, the agent fixes it
+        Text("fixed"),
+    )
+    plan = tuned(plan_of({"id": "s", "tasks": [{"id": "g", "prompt": "gate-task"}]}))
+    plan = _set(plan, ("s", "g"), check=Check(run="test -f done.txt", attempts=3, timeout=60))
+    code, events = cli.run(plan)
+    g = task(events, "s", "g")
+    assert code == 0, g
+    assert g["result"] == "fixed"
+    assert [(c["check"], c["passed"]) for c in g["checks"]] == [(1, False), (2, True)]
+    assert [(e["attempt"], e["passed"]) for e in of_type(events, "task_check")] == [
+        (1, False),
+        (2, True),
+    ]
+    assert len(g["attempts"]) == 1  # the gate is part of one attempt
+    # The second CLI run continued the session: it saw the first answer and the check's
+    # verdict in the same conversation.
+    continued = [b for b in fake_api.requests if "gate-task" in first_user_text(b)]
+    last = json.dumps(continued[-1]["messages"])
+    assert "first try" in last
+    assert "test -f done.txt" in last
+    assert "exited with code 1" in last
+    assert len({e["session_id"] for e in of_type(events, "task_session_bind")}) == 1
+    log = Path(g["checks"][0]["log"])
+    assert log.name == "check-1.log"
+
+
+def test_a_check_that_never_passes_fails_the_task(cli: Runner, fake_api: FakeMessagesAPI) -> None:
+    fake_api.on("stubborn", Text("done"))
+    plan = tuned(plan_of({"id": "s", "tasks": [{"id": "g", "prompt": "stubborn"}]}))
+    plan = _set(plan, ("s", "g"), check=Check(run="echo nope; exit 3", attempts=2, timeout=60))
+    code, events = cli.run(plan)
+    g = task(events, "s", "g")
+    assert code == 1
+    assert (g["status"], g["failure_kind"]) == ("failed", "check_failed")
+    assert [c["exit_code"] for c in g["checks"]] == [3, 3]
+    assert "nope" in Path(g["checks"][1]["log"]).read_text()
+
+
+def test_a_condition_skips_with_the_real_cli(cli: Runner, fake_api: FakeMessagesAPI) -> None:
+    fake_api.on("review-it", Text("looks good"))
+    fake_api.on("fix-it", Text("fixed"))
+    plan = tuned(
+        plan_of(
+            {
+                "id": "review",
+                "tasks": [
+                    {"id": "reviewer", "prompt": "review-it"},
+                    {"id": "fixer", "prompt": "fix-it"},
+                ],
+            }
+        )
+    )
+    plan = _set(plan, ("review", "fixer"), when="tasks.reviewer.status == 'failed'")
+    code, events = cli.run(plan)
+    assert code == 0
+    fixer = task(events, "review", "fixer")
+    assert (fixer["status"], fixer["reason"]) == ("skipped", "condition false")
+    assert not any("fix-it" in first_user_text(b) for b in fake_api.requests)
+    assert result_of(events)["status"] == "succeeded"
+
+
+def test_max_turns_reaches_the_cli_and_ends_the_task(
+    cli: Runner, fake_api: FakeMessagesAPI
+) -> None:
+    fake_api.on("busy", ToolUse("Bash", {"command": "echo again"}))  # never finishes
+    plan = tuned(plan_of({"id": "s", "tasks": [{"id": "b", "prompt": "busy"}]}))
+    plan = _set(plan, ("s", "b"), controls=AgentControls(max_turns=2))
+    code, events = cli.run(plan)
+    b = task(events, "s", "b")
+    assert code == 1
+    assert (b["status"], b["failure_kind"], b["result_subtype"]) == (
+        "failed",
+        "max_turns",
+        "error_max_turns",
+    )
+    assert len(b["attempts"]) == 1  # max_turns is not retried by default
+
+
+def test_agent_controls_reach_the_cli(cli: Runner, fake_api: FakeMessagesAPI) -> None:
+    fake_api.on("controlled", Text("ok"))
+    controls = AgentControls(
+        disallowed_tools=("WebFetch", "WebSearch"),
+        append_system_prompt="Answer in haiku.",
+        env={"MY_SETTING": "on"},
+    )
+    plan = tuned(
+        plan_of({"id": "s", "tasks": [{"id": "c", "prompt": "controlled"}]}, verbosity="vv"),
+        controls=controls,
+    )
+    code, events = cli.run(plan)
+    assert code == 0, result_of(events)
+    [body] = [b for b in fake_api.requests if "controlled" in first_user_text(b)]
+    tools = {t["name"] for t in body.get("tools", [])}
+    assert "Bash" in tools
+    assert not {"WebFetch", "WebSearch"} & tools
+    assert "Answer in haiku." in json.dumps(body["system"])
+    init = next(
+        e["message"]
+        for e in of_type(events, "task_output")
+        if e["message"] and e["message"].get("subtype") == "init"
+    )
+    assert "WebFetch" not in init["tools"]

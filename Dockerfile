@@ -194,8 +194,10 @@ RUN set -eux; \
     /opt/claude-runner/bin/pip install --no-deps --no-index /tmp/wheel/*.whl; \
     rm -rf /tmp/claude-runner /tmp/build-venv /tmp/wheel; \
     ln -s /opt/claude-runner/bin/claude-runner /usr/local/bin/claude-runner; \
+    ln -s /opt/claude-runner/bin/claude-pipeline /usr/local/bin/claude-pipeline; \
     /opt/claude-runner/bin/pip check; \
-    claude-runner --version
+    claude-runner --version; \
+    claude-pipeline --version
 
 ENV PATH=/home/claude/.local/bin:${PATH} \
     DOCKER_HOST=unix:///var/run/docker.sock \

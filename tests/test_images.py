@@ -29,6 +29,7 @@ from claude_runner import proc
 from tests import fakeapi
 from tests.conftest import DUMMY_API_KEY
 from tests.fakeapi import FakeMessagesAPI, Hang, HttpError, Text, ToolUse
+from tests.test_interactive import READY, SESSION, Tmux
 
 REPO = Path(__file__).resolve().parents[1]
 TAG_BASE = "claude-runner-test:latest"
@@ -531,6 +532,32 @@ def test_pipeline_parallel_worktree_and_snapshot_ro(
     )
     assert failed.returncode == 1, failed.stderr
     assert _events(failed.stdout)[-1]["status"] == "failed"
+
+
+@image_test
+def test_interactive_goes_straight_to_the_prompt(
+    base_image: str, fake_api: FakeMessagesAPI, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`docker run -it` with a key, as a new user would: no first-run dialog, the prompt."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux not found: run scripts/setup-dev.sh")
+    fake_api.on("marker-image-interactive", Text("interactive reply in the image"))
+    name = f"claude-runner-it-{os.getpid()}"
+    terminal = Tmux(tmp_path, {**cli_env, "TERM": "xterm-256color"})
+    try:
+        terminal.start(["docker", "run", "--rm", "-it", "--name", name, *run_args(), base_image],
+                       cwd=tmp_path)  # fmt: skip
+        terminal.wait_for("input prompt", lambda s: READY in s)
+        terminal.cmd("send-keys", "-t", SESSION, "-l", "hello marker-image-interactive")
+        terminal.wait_for("typed prompt", lambda s: "hello marker-image-interactive" in s)
+        terminal.cmd("send-keys", "-t", SESSION, "Enter")
+        terminal.wait_for("reply", lambda s: "interactive reply in the image" in s)
+    finally:
+        terminal.kill()
+        docker("rm", "-f", name, timeout=60)
+    # The second console script is on PATH too.
+    done = docker("run", "--rm", "--entrypoint", "claude-pipeline", base_image, "--version")
+    assert _ok(done) == "claude-pipeline 0.1.0\n"
 
 
 def _ps(name: str) -> list[tuple[int, int, str, str]]:

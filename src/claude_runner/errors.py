@@ -12,10 +12,12 @@ own subclass that also inherits the matching builtin, so callers can catch eithe
     │   └── PreserveError           a task's changes could not be saved
     ├── GitError(RuntimeError)      gh authentication (when required), git configuration
     ├── AgentError(RuntimeError)    the Claude Code CLI cannot be started at all
-    └── DaemonError(RuntimeError)   Docker-in-Docker did not start
+    ├── DaemonError(RuntimeError)   Docker-in-Docker did not start
+    └── RunDirError(OSError)        claude-pipeline: a run directory or task not found
 
-Only ``claude_runner.cli`` catches them: it prints ``claude-runner: error: <message>``
-on stderr and exits with ``exit_code``. Anything else is a bug and keeps its traceback.
+Only ``claude_runner.cli`` (and ``claude_runner.pipectl`` for ``claude-pipeline``)
+catches them: it prints ``claude-runner: error: <message>`` on stderr and exits with
+``exit_code``. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -123,3 +125,7 @@ class AgentError(RunnerError, RuntimeError):
 
 class DaemonError(RunnerError, RuntimeError):
     """The Docker-in-Docker daemon could not be started."""
+
+
+class RunDirError(RunnerError, OSError):
+    """A run directory, or a task in it, cannot be found or read (``claude-pipeline``)."""

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from claude_runner import proc, relay
+from claude_runner import firstrun, proc, relay
 from claude_runner.agent import VERBOSITY_FORMATS, build_print_argv, interactive_argv
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
@@ -90,9 +90,11 @@ def run_interactive(
 ) -> int:
     """Interactive session. Without a daemon to stop afterwards the runner replaces
     itself with the CLI; otherwise (``supervise``) it stays as the CLI's parent, in the
-    same terminal session, so it can stop dockerd when the CLI exits."""
-    argv = interactive_argv(runtime.claude_bin, model=model)
+    same terminal session, so it can stop dockerd when the CLI exits. A fresh config
+    gets the first-run dialogs pre-answered (``firstrun``)."""
     env, cancel = runtime.env, runtime.cancel
+    firstrun.prepare(env, workspace)
+    argv = interactive_argv(runtime.claude_bin, model=model)
     if not supervise:
         proc.exec_replace(argv, env=env, cwd=workspace)
     # The CLI keeps the terminal: same session and process group as the runner, so

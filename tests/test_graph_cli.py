@@ -137,3 +137,25 @@ def test_agent_controls_reach_the_cli(cli: Runner, fake_api: FakeMessagesAPI) ->
         if e["message"] and e["message"].get("subtype") == "init"
     )
     assert "WebFetch" not in init["tools"]
+
+
+def test_env_values_from_the_runners_environment_reach_the_agent_masked(
+    cli: Runner, fake_api: FakeMessagesAPI
+) -> None:
+    deploy_key = "dk-live-7f3a9c2e5b8d1f4a6c0e"  # no known token shape: masked as a value
+    cli.env = {**cli.env, "MY_DEPLOY_KEY": deploy_key}
+    fake_api.on("use-key", ToolUse("Bash", {"command": "echo key=$DEPLOY"}), Text("used"))
+    plan = tuned(
+        plan_of({"id": "s", "tasks": [{"id": "k", "prompt": "use-key"}]}, verbosity="vv"),
+        controls={"env": {"DEPLOY": "${{ env.MY_DEPLOY_KEY }}"}},
+    )
+    code, events = cli.run(plan)
+    assert code == 0, result_of(events)
+    # The agent got the value: its tool printed it back to the model...
+    assert f"key={deploy_key}" in json.dumps(fake_api.requests[-1]["messages"])
+    # ... and nothing the runner wrote holds it.
+    run_dir = Path(result_of(events)["run_dir"])
+    assert deploy_key not in json.dumps(events)
+    for path in run_dir.rglob("*.log"):
+        assert deploy_key not in path.read_text(errors="replace"), path
+    assert "key=***" in Path(task(events, "s", "k")["log"]).read_text()

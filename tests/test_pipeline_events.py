@@ -140,3 +140,16 @@ def test_writer_emits_whole_lines_from_many_threads_and_masks_secrets(tmp_path: 
     assert len(lines) == 1600
     assert all(json.loads(line)["raw"].split()[1] == "***" for line in lines)
     assert (tmp_path / "events.jsonl").read_text() == out.getvalue()
+
+
+def test_a_token_after_a_newline_is_masked_once_json_encoded(tmp_path: Path) -> None:
+    # JSON writes the newline as \n: no word boundary is left before the token.
+    token = "ghp_" + "Q" * 36
+    out = io.StringIO()
+    writer = EventWriter(out, tmp_path / "events.jsonl", Redactor([]), warn=lambda _: None)
+    message = {"type": "user", "content": [{"type": "tool_result", "content": f"x\n{token}\n"}]}
+    writer.emit(TaskOutput(plan_run_id="r", stage_id="s", task_id="t", message=message, raw=None))
+    writer.close()
+    for text in (out.getvalue(), (tmp_path / "events.jsonl").read_text()):
+        assert "Q" * 20 not in text
+        assert json.loads(text)["message"]["content"][0]["content"] == "x\n***\n"

@@ -290,6 +290,7 @@ def test_prompt_file_is_read_at_task_start_and_a_missing_one_fails_the_task(
 
 
 def test_each_task_gets_its_own_config_dir_seeded_from_the_users(runner: Runner) -> None:
+    del runner.env["ANTHROPIC_API_KEY"]  # so the OAuth login is the credential in effect
     home = Path(runner.env["HOME"])
     (home / ".claude").mkdir()
     (home / ".claude" / "settings.json").write_text('{"model": "opus"}')

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_runner.pipeline.stream import PumpStats, StreamSink, session_id_of_init
+from claude_runner.redact import Redactor
 
 
 def pump(data: bytes, log: io.BytesIO, **kw: Any) -> PumpStats:
@@ -101,9 +102,11 @@ def test_pump_logs_everything_and_reports_only_init_and_result() -> None:
 
 
 def test_pump_masks_secrets_in_the_log() -> None:
-    log, _, lines, _ = run_pump(b"key sk-secret-value here\n", secrets=(b"sk-secret-value",))
+    masker = Redactor(["sk-secret-value"]).stream()
+    log, _, lines, _ = run_pump(b"key sk-secret-value here\n", masker=masker)
     assert log == b"key *** here\n"
-    assert lines == [b"key *** here"]
+    # Lines go on unmasked: the event writer masks what it writes.
+    assert lines == [b"key sk-secret-value here"]
 
 
 def test_pump_streams_an_overlong_line_to_the_log_without_parsing_it() -> None:
@@ -138,3 +141,22 @@ def test_every_line_is_forwarded_or_counted_overlong(lines: list[bytes], limit: 
     assert forwarded == [x for x in lines if len(x) <= limit]
     assert stats.overlong == [len(x) for x in lines if len(x) > limit]
     assert (stats.lines, stats.bytes) == (len(lines), len(data))
+
+
+def test_a_line_longer_than_the_limit_is_masked_across_every_chunk() -> None:
+    # A line too long to parse is still logged whole; a chunk boundary may fall inside
+    # any copy of the secret (the limit is small here: the path is the 64 MiB one).
+    secret = b"ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    line = b"x" * 7 + secret * 1000  # 40 kB, no newline; copies straddle the 1000 B reads
+    masker = Redactor({"GH_TOKEN": secret.decode()}, shapes=()).stream()
+    log, _, lines, stats = run_pump(line + b"\nok\n", masker=masker, limit=1000)
+    assert stats.overlong == [len(line)]
+    assert log == b"xxxxxxx***\nok\n"  # adjacent copies are one mask
+    assert lines == [b"ok"]
+
+
+def test_a_token_after_an_escaped_newline_is_masked_in_the_log() -> None:
+    line = json.dumps({"type": "user", "text": "x\nghp_" + "Z" * 36}).encode()
+    log, _, _, _ = run_pump(line + b"\n", masker=Redactor([]).stream())
+    assert b"Z" * 10 not in log
+    assert log == b'{"type": "user", "text": "x\\n***"}\n'

@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from claude_runner.pipeline.taskspace import user_config_sources
+from claude_runner.pipeline.configdir import user_config_sources
 
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # The CLI identifies an approved key by its last 20 characters.

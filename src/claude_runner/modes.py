@@ -1,4 +1,9 @@
-"""The agent run modes of a plain (non-pipeline) start: interactive and single prompt."""
+"""The agent run modes of a plain (non-pipeline) start: interactive and single prompt.
+
+Single prompt: the CLI's stdout and stderr pass through the runner, masked and streaming
+(``relay``). Interactive: the CLI gets the terminal itself and the runner writes nothing
+there, so nothing the session shows is masked (a person is watching it, not a log).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from claude_runner import firstrun, proc
+from claude_runner import firstrun, proc, relay
 from claude_runner.agent import VERBOSITY_FORMATS, build_print_argv, interactive_argv
 from claude_runner.reaper import Watchman
 from claude_runner.runtime import Runtime
@@ -30,8 +35,13 @@ def run_single_prompt(
     verbosity: str,
     workspace: Path,
 ) -> int:
-    """Run one prompt; the CLI's stdout/stderr pass through untouched, its exit code
-    is returned. A cancellation stops the CLI and its tools (SIGINT first)."""
+    """Run one prompt; the CLI's stdout/stderr reach ours masked and otherwise unchanged,
+    as they are written; its exit code is returned. A cancellation stops the CLI and its
+    tools (SIGINT first) while their last output is relayed."""
+    from claude_runner.pipeline.configdir import UserConfig  # noqa: PLC0415
+
+    # The CLI reads the user's own config here: its credentials are secrets too.
+    redactor = runtime.redactor.with_secrets(UserConfig.read(runtime.env).secrets)
     argv = build_print_argv(
         runtime.claude_bin,
         prompt=prompt,
@@ -43,10 +53,32 @@ def run_single_prompt(
     env = {**runtime.env, SINGLE_MARKER: marker}
     if runtime.rehearsal is not None:
         env = runtime.rehearsal.agent_env(env, runtime.rehearsal.assign(None))
+    cancel = runtime.cancel
     with Watchman(f"{SINGLE_MARKER}={marker}") as watchman:
-        child = proc.spawn(argv, cwd=workspace, env=env)
+        child = proc.spawn(
+            argv, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         watchman.group(child.pid)
-        return _supervise(child, runtime.cancel)
+        stopper: list[threading.Thread] = []
+
+        def on_tick() -> None:
+            if cancel.is_set() and not stopper:
+                stopper.append(
+                    threading.Thread(
+                        target=proc.stop, args=(child,), kwargs={"grace": STOP_GRACE}, daemon=True
+                    )
+                )
+                stopper[0].start()
+
+        try:
+            relay.relay(child, redactor, tick=on_tick)
+        except BaseException:
+            proc.stop(child, grace=STOP_GRACE)
+            raise
+        if stopper:
+            stopper[0].join()
+            return child.wait()
+        return _supervise(child, cancel)
 
 
 def run_interactive(

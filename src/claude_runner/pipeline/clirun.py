@@ -22,6 +22,7 @@ from typing import Any
 from claude_runner import proc
 from claude_runner.pipeline import stream
 from claude_runner.pipeline.result import USAGE_KEYS
+from claude_runner.redact import Redactor
 
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
@@ -63,7 +64,7 @@ class CliRun:
         stdin_file: Path | None,
         log: str,
         stderr_log: str,
-        secrets: tuple[bytes, ...],
+        redactor: Redactor,
         hooks: Hooks,
     ) -> None:
         self.outcome = Outcome()
@@ -101,11 +102,11 @@ class CliRun:
             self._write_log,
             on_message=self._on_message,
             on_line=hooks.on_line,
-            secrets=secrets,
+            masker=redactor.stream(),
             want_assistant=hooks.on_assistant is not None,
             on_block=hooks.on_block,
         )
-        self._errsink = stream.MaskedLog(self._write_err, secrets=secrets)
+        self._errsink = stream.MaskedLog(self._write_err, masker=redactor.stream())
         self.notes: list[str] = []
 
     @property

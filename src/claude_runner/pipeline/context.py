@@ -32,7 +32,6 @@ class RunContext:
     env: Mapping[str, str]
     writer: EventWriter
     redactor: Redactor
-    secrets: tuple[bytes, ...]  # the redactor's secret values, longest first
     git_dir: Path | None
     identity: tuple[str, str]
     watchman: Watchman

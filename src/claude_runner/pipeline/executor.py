@@ -23,12 +23,13 @@ from __future__ import annotations
 import errno
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from claude_runner import log, procs
 from claude_runner.errors import RunnerError
-from claude_runner.pipeline import graph, preserve, runstate, taskspace
+from claude_runner.pipeline import configdir, graph, preserve, runstate, taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.context import RunContext, marker_of
 from claude_runner.pipeline.events import EventWriter, PlanFinish, PlanStart
@@ -65,10 +66,17 @@ def run_pipeline(
     plan_run_id = taskspace.new_plan_run_id()
     run_dir = runs_root / plan_run_id
     run_dir.mkdir()  # secrets stay in the 0700 config dirs inside
+    user_config = configdir.UserConfig.read(runtime.env)
+    env = dict(runtime.env)
+    if runtime.rehearsal is None:  # a rehearsal's agents get the stand-in's key instead
+        env.update(user_config.agent_env)  # the user's primaryApiKey, never on disk
+    redactor = runtime.redactor.with_secrets(
+        {**user_config.secrets, **_env_template_secrets(plan, runtime.env)}
+    )
     writer = EventWriter(
         out,
         run_dir / "events.jsonl",
-        runtime.redactor,
+        redactor,
         warn=log.log.warning,
         listeners=(observers.event,) if observers is not None else (),
         rehearsal=runtime.rehearsal is not None,
@@ -81,10 +89,9 @@ def run_pipeline(
             run_dir=run_dir,
             workspace=workspace,
             claude_bin=runtime.claude_bin,
-            env=runtime.env,
+            env=env,
             writer=writer,
-            redactor=runtime.redactor,
-            secrets=tuple(s.encode() for s in runtime.redactor.secrets),  # longest first
+            redactor=redactor,
             git_dir=preserve.git_dir_of(workspace, runtime.env),
             identity=(settings.git_user_name, settings.git_user_email),
             watchman=watchman,
@@ -97,6 +104,28 @@ def run_pipeline(
         code = _run(plan, ctx, plan_path=plan_path)
     _write_reports(run_dir, reports, runtime)
     return code
+
+
+def _env_template_secrets(plan: ResolvedPlan, env: Mapping[str, str]) -> dict[str, str]:
+    """The runner's variables that the plan's ``env`` values read (``${{ env.NAME }}``):
+    masked like the named secrets, whatever they hold."""
+    from claude_runner.errors import ExpressionError  # noqa: PLC0415
+    from claude_runner.expr import parse_template  # noqa: PLC0415
+
+    found: dict[str, str] = {}
+    for task in plan.tasks:
+        for text in task.controls.env.values():
+            if "${{" not in text:
+                continue
+            try:
+                refs = parse_template(text).references()
+            except ExpressionError:
+                continue  # the task fails when it renders it
+            for path in refs:
+                name = path[1] if len(path) > 1 and path[0] == "env" else None
+                if isinstance(name, str) and env.get(name):
+                    found[name] = env[name]
+    return found
 
 
 def _write_reports(run_dir: Path, formats: tuple[str, ...], runtime: Runtime) -> None:
@@ -165,7 +194,8 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
     finally:
         procs.kill_marked(marker_of(ctx.plan_run_id), prefix=True)
         for config_dir in scheduler.config_dirs:
-            taskspace.drop_credentials(config_dir)
+            for problem in configdir.scrub(config_dir, ctx.redactor):
+                log.log.warning(problem)
         _report_unfinished(stages, ctx)
         results = [n.result for s in stages for n in s.nodes if not n.instances]
         extra = {

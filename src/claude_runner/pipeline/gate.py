@@ -19,6 +19,7 @@ from pathlib import Path
 
 from claude_runner import proc
 from claude_runner.pipeline import stream
+from claude_runner.redact import Redactor
 
 TAIL_BYTES = 8 * 1024
 
@@ -48,13 +49,13 @@ def run_check(
     log: Path,
     timeout: float | None,
     stop: threading.Event,
-    secrets: tuple[bytes, ...],
+    redactor: Redactor,
 ) -> CheckRun:
     """Run the check once; its masked output in ``log``."""
     started = time.monotonic()
     tail = bytearray()
     with log.open("wb") as f:
-        masked = stream.MaskedLog(f.write, secrets=secrets)
+        masked = stream.MaskedLog(f.write, masker=redactor.stream())
 
         def output(chunk: bytes) -> None:
             masked.feed(chunk)
@@ -78,9 +79,8 @@ def run_check(
         except proc.Cancelled:
             masked.feed(b"\n[claude-runner: the check was stopped]\n")
         masked.close()
-    text = bytes(tail).decode("utf-8", "replace")
-    for secret in secrets:
-        text = text.replace(secret.decode("utf-8", "replace"), "***")
+    # The tail may start inside a secret: the end pieces of known values are masked too.
+    text = redactor(bytes(tail).decode("utf-8", "replace"))
     return CheckRun(
         number=number,
         exit_code=exit_code,

@@ -1,12 +1,13 @@
 """Bounded, line-aligned handling of an agent's stdout and the few stream-json facts we need.
 
 Output arrives in chunks (whatever one read returned: the executor's loop reads every
-task's pipe) and is handled in blocks cut at the last newline, so the per-line work
-happens in C (one write, one masking pass, one search per needle per block) and lines
-are never split or glued. The unfinished line is held only up to ``MAX_LINE``
-(64 MiB); a longer one is passed through to the log in chunks as they arrive and
-reported as overlong instead of parsed, so memory stays bounded whatever the agent
-prints (unlike asyncio's ``readline``, which hands back a line's tail as a line).
+task's pipe). The log gets every chunk through a streaming masker (``redact``), which
+is exact across chunk boundaries for lines of any length with bounded memory. The line
+work is done in blocks cut at the last newline, so it happens in C (one search per
+needle per block) and lines are never split or glued. The unfinished line is held only
+up to ``MAX_LINE`` (64 MiB); a longer one is reported as overlong instead of parsed, so
+memory stays bounded whatever the agent prints (unlike asyncio's ``readline``, which
+hands back a line's tail as a line).
 
 JSON is parsed only for lines that can matter: those containing ``"system"`` (the
 ``system``/``init`` line with ``session_id``; no longer searched once found),
@@ -23,6 +24,8 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from claude_runner.redact import StreamMasker
 
 MAX_LINE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -104,19 +107,17 @@ class _Scanner:
 
 
 class _LineSplitter:
-    """Cuts a byte stream into blocks of whole lines for ``write_lines`` and passes
-    lines longer than ``limit`` straight to the log, holding at most ``limit`` bytes."""
+    """Cuts a byte stream into blocks of whole lines for ``write_lines`` and skips lines
+    longer than ``limit`` (counted in ``stats``), holding at most ``limit`` bytes."""
 
     def __init__(
         self,
         *,
         limit: int,
-        log: Callable[[bytes], object],
-        mask: Callable[[bytes], bytes],
         write_lines: Callable[[bytes], None],
         stats: PumpStats,
     ) -> None:
-        self.limit, self.log, self.mask = limit, log, mask
+        self.limit = limit
         self.write_lines, self.stats = write_lines, stats
         self.pending: list[bytes] = []  # chunks of the unfinished line
         self.pending_len = 0
@@ -127,19 +128,15 @@ class _LineSplitter:
         self.stats.lines += 1
         self.stats.bytes += length + 1
 
-    def _flush_pending(self) -> None:
-        for part in self.pending:
-            self.log(self.mask(part))
+    def _drop_pending(self) -> None:
         self.pending, self.pending_len = [], 0
 
     def feed(self, chunk: bytes) -> None:
         newline = chunk.find(b"\n")
         if self.skipping >= 0:  # the rest of an overlong line
             if newline < 0:
-                self.log(self.mask(chunk))
                 self.skipping += len(chunk)
                 return
-            self.log(self.mask(chunk[: newline + 1]))
             self._overlong_done(self.skipping + newline)
             self.skipping = -1
             chunk = chunk[newline + 1 :]
@@ -149,15 +146,14 @@ class _LineSplitter:
         if newline < 0:
             self.pending.append(chunk)
             self.pending_len += len(chunk)
-            if self.pending_len > self.limit:  # stop holding it: pass it through
+            if self.pending_len > self.limit:  # stop holding it
                 self.skipping = self.pending_len
-                self._flush_pending()
+                self._drop_pending()
             return
         if self.pending:
             if self.pending_len + newline > self.limit:
                 length = self.pending_len + newline
-                self._flush_pending()
-                self.log(self.mask(chunk[: newline + 1]))
+                self._drop_pending()
                 self._overlong_done(length)
                 chunk = chunk[newline + 1 :]
             else:
@@ -173,7 +169,6 @@ class _LineSplitter:
 
     def close(self) -> None:
         if self.skipping >= 0:
-            self.log(b"\n")
             self._overlong_done(self.skipping)
         elif self.pending:
             self.write_lines(b"".join(self.pending) + b"\n")
@@ -183,20 +178,21 @@ class _LineSplitter:
 class StreamSink:
     """Takes an agent's stdout chunk by chunk (``feed``) until ``close``.
 
-    Writes it to ``log`` (a write function; secrets masked), line-aligned. ``on_message``
-    receives the parsed ``system``/``init`` and ``result`` messages (and the
-    ``assistant`` ones with ``want_assistant``); ``on_block`` every masked block of whole
-    lines (a live view's activity); ``on_line``
-    (verbosity vv) receives every line (without its newline). A line longer than
-    ``limit`` still reaches the log whole, in chunks as they arrive, but is neither parsed
-    nor forwarded; ``stats.overlong`` records its size. A last line without a newline
-    gets one in the log. Feed chunks of at most ``read_size`` bytes, so that only a
-    block's first line can exceed ``limit``.
+    Writes it to ``log`` (a write function) through ``masker`` (secrets masked, exactly
+    whatever the chunking; none: unmasked). ``on_message`` receives the parsed
+    ``system``/``init`` and ``result`` messages (and the ``assistant`` ones with
+    ``want_assistant``); ``on_block`` every block of whole lines (a live view's
+    activity); ``on_line`` (verbosity vv) receives every line (without its newline). They
+    get the agent's bytes unmasked: whoever writes them out masks them
+    (the ``EventWriter``, the result). A line longer than ``limit`` still reaches the log
+    whole but is neither parsed nor forwarded; ``stats.overlong`` records its size. A
+    last line without a newline gets one in the log. Feed chunks of at most
+    ``read_size`` bytes, so that only a block's first line can exceed ``limit``.
 
-    Output is handled in blocks cut at the last newline: one write, one masking pass and
-    one search per needle per block, in C, rather than per line in Python; only lines
-    that contain a needle are parsed. The unfinished line is kept as a list of chunks,
-    joined once when its newline arrives.
+    Lines are handled in blocks cut at the last newline: one search per needle per
+    block, in C, rather than per line in Python; only lines that contain a needle are
+    parsed. The unfinished line is kept as a list of chunks, joined once when its
+    newline arrives.
     """
 
     def __init__(
@@ -205,7 +201,7 @@ class StreamSink:
         *,
         on_message: Callable[[dict[str, object]], None],
         on_line: Callable[[bytes], None] | None = None,
-        secrets: tuple[bytes, ...] = (),
+        masker: StreamMasker | None = None,
         limit: int = MAX_LINE,
         want_assistant: bool = False,
         on_block: Callable[[bytes], None] | None = None,
@@ -213,24 +209,24 @@ class StreamSink:
         self.stats = PumpStats()
         self.read_size = min(_CHUNK, limit)
         self._log = log
-        self._secrets = secrets
+        self._masker = masker
         self._scanner = _Scanner(on_message, want_assistant=want_assistant)
         self._on_line = on_line
         self._on_block = on_block
-        self._splitter = _LineSplitter(
-            limit=limit, log=log, mask=self._mask, write_lines=self._write_lines, stats=self.stats
-        )
-        self.feed = self._splitter.feed
+        self._splitter = _LineSplitter(limit=limit, write_lines=self._write_lines, stats=self.stats)
+        self._last = b"\n"  # the last byte fed (none yet: no newline to add)
 
-    def _mask(self, data: bytes) -> bytes:
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
+    def feed(self, chunk: bytes) -> None:
+        """The next chunk of the agent's stdout."""
+        if not chunk:
+            return
+        self._last = chunk[-1:]
+        out = self._masker.feed(chunk) if self._masker is not None else chunk
+        if out:
+            self._log(out)
+        self._splitter.feed(chunk)
 
     def _write_lines(self, block: bytes) -> None:
-        block = self._mask(block)
-        self._log(block)
         self.stats.lines += block.count(b"\n")
         self.stats.bytes += len(block)
         self._scanner.scan(block)
@@ -243,34 +239,38 @@ class StreamSink:
     def close(self) -> PumpStats:
         """The end of the stream: flush an unfinished last line."""
         self._splitter.close()
+        rest = self._masker.close() if self._masker is not None else b""
+        if self._last != b"\n":
+            rest += b"\n"
+        if rest:
+            self._log(rest)
         return self.stats
 
 
 class MaskedLog:
-    """A byte stream written to a log with secrets masked, line-aligned like
-    ``StreamSink`` (a secret is never cut across two writes) but never parsed: the
-    agent's stderr."""
+    """A byte stream written to a log through a streaming masker (exact across chunks,
+    for lines of any length), never parsed: the agent's stderr. A last line without a
+    newline gets one, as in ``StreamSink``."""
 
-    def __init__(self, log: Callable[[bytes], object], *, secrets: tuple[bytes, ...] = ()) -> None:
+    def __init__(self, log: Callable[[bytes], object], *, masker: StreamMasker) -> None:
         self._log = log
-        self._secrets = secrets
-        self.stats = PumpStats()
-        self._splitter = _LineSplitter(
-            limit=MAX_LINE, log=log, mask=self._mask, write_lines=self._write, stats=self.stats
-        )
-        self.feed = self._splitter.feed
+        self._masker = masker
+        self._last = b"\n"
 
-    def _mask(self, data: bytes) -> bytes:
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
-
-    def _write(self, block: bytes) -> None:
-        self._log(self._mask(block))
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._last = chunk[-1:]
+        out = self._masker.feed(chunk)
+        if out:
+            self._log(out)
 
     def close(self) -> None:
-        self._splitter.close()
+        rest = self._masker.close()
+        if self._last != b"\n":
+            rest += b"\n"
+        if rest:
+            self._log(rest)
 
 
 def write_all(fd: int, data: bytes) -> None:

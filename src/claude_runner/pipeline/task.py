@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
 from claude_runner.errors import PreserveError, RunnerError
-from claude_runner.pipeline import gate, preserve, retry, runstate, stream, taskspace
+from claude_runner.pipeline import configdir, gate, preserve, retry, runstate, stream, taskspace
 from claude_runner.pipeline.classify import classify
 from claude_runner.pipeline.clirun import CliRun, Hooks, Outcome
 from claude_runner.pipeline.context import RunContext, marker_of
@@ -69,7 +69,6 @@ from claude_runner.pipeline.result import (
 from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.resolved import ResolvedTask
-from claude_runner.redact import Redactor
 
 if TYPE_CHECKING:
     from claude_runner.progress import StreamActivity
@@ -332,7 +331,7 @@ class TaskRun:
         if at.failure is None:
             self._guard(lambda: self._launch(self._prompt, resume=None), FailureKind.SETUP_FAILED)
             if seed_config and at.cli is not None:
-                self.ctx.watchman.scrub(config_dir / taskspace.CREDENTIALS)
+                self.ctx.watchman.scrub(config_dir / configdir.CREDENTIALS)
         return at.cli
 
     def continue_session(self) -> CliRun | None:
@@ -354,7 +353,7 @@ class TaskRun:
         assert at is not None  # noqa: S101
         assert at.config_dir is not None  # noqa: S101
         if at.cli_runs == 0:
-            taskspace.seed_config_dir(at.config_dir, ctx.env, credentials=ctx.rehearsal is None)
+            configdir.seed_config_dir(at.config_dir, ctx.env, credentials=ctx.rehearsal is None)
             self.result.config_dir = str(at.config_dir)
         env = build_agent_env(ctx.env, config_dir=at.config_dir)
         env.update(self._env)
@@ -383,7 +382,7 @@ class TaskRun:
             stdin_file=paths.prompt if via_stdin else None,
             log=paths.log,
             stderr_log=paths.stderr_log,
-            secrets=ctx.secrets,
+            redactor=ctx.redactor,
             hooks=Hooks(
                 on_session=self._on_session,
                 on_result=self._on_result,
@@ -631,7 +630,7 @@ class TaskRun:
             log=Path(self.paths.dir, f"check-{len(self.result.checks) + 1}.log"),
             timeout=check.timeout,
             stop=at.stop,
-            secrets=ctx.secrets,
+            redactor=ctx.redactor,
         )
         at.last_check = run
         self.result.checks.append(
@@ -886,23 +885,10 @@ class TaskRun:
         res.patch = str(kept.patch) if kept.patch else None
         res.changed_files = kept.changed_files
         if kept.patch is not None:
-            res.secrets_in_changes = _names_in_file(ctx.redactor, kept.patch)
+            res.secrets_in_changes = ctx.redactor.names_in_file(kept.patch)
             if res.secrets_in_changes:
                 self.note(
                     "the task's changes contain the value of "
                     + ", ".join(res.secrets_in_changes)
                     + f": review {kept.patch} and the branch {kept.branch} before sharing them"
                 )
-
-
-def _names_in_file(redactor: Redactor, path: Path) -> list[str]:
-    """The secret names whose values appear in the file (read in overlapping chunks: a
-    patch may be far larger than memory should hold)."""
-    found: set[str] = set()
-    overlap = max((len(s) for s in redactor.secrets), default=0)
-    tail = b""
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            found.update(redactor.names_in(tail + chunk))
-            tail = chunk[-overlap:] if overlap else b""
-    return sorted(found)

@@ -19,49 +19,27 @@ by case are refused at load, for case-insensitive file systems.)
 
 Config dirs are per concurrency slot: a run with at most N tasks at once has N of them,
 each used by one task at a time, so no two running CLIs share one while a run of 200
-tasks does not create 200 (``config_dir`` in the result names a task's). Each is seeded
-from the user's config (``$CLAUDE_CONFIG_DIR``, else ``~/.claude/`` and
-``~/.claude.json``): settings, CLAUDE.md, agents/commands/skills, credentials and the
-onboarding/account keys of the global config.
+tasks does not create 200 (``config_dir`` in the result names a task's). How they are
+seeded, and scrubbed of every credential at the end of the run: ``configdir.py``.
 
-Nothing is deleted by the runner except the copied credentials at the end of the run;
-remove a whole run with ``rm -rf <runs_root>/<planRunId>`` (snapshot_ro copies need
-``chmod -R u+w`` first when not root).
+Nothing else is deleted by the runner; remove a whole run with
+``rm -rf <runs_root>/<planRunId>`` (snapshot_ro copies need ``chmod -R u+w`` first when
+not root).
 
 A worktree task's changes are committed and written as a patch by ``preserve.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import secrets
-import shutil
 import stat
 import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from claude_runner.copytree import copy_tree
 from claude_runner.errors import WorkspaceError
-
-# Keys of the user's global config a headless run needs (onboarding, API key approval,
-# account); the rest (project history, caches) stays behind.
-_GLOBAL_KEYS = (
-    "hasCompletedOnboarding",
-    "lastOnboardingVersion",
-    "customApiKeyResponses",
-    "primaryApiKey",
-    "oauthAccount",
-    "userID",
-    "bypassPermissionsModeAccepted",
-    "theme",
-)
-_CONFIG_FILES = ("settings.json", "settings.local.json", "CLAUDE.md")
-_CONFIG_DIRS = ("agents", "commands", "skills")
-CREDENTIALS = ".credentials.json"
 
 
 def new_plan_run_id() -> str:
@@ -170,57 +148,6 @@ def snapshot_writes(root: Path, seal: Seal) -> list[str]:
     if seen < len(seal) and len(found) < _SNAPSHOT_REPORT:
         found.append(f"{len(seal) - seen} entries removed")
     return found
-
-
-def user_config_sources(env: Mapping[str, str]) -> tuple[Path, Path]:
-    """The user's Claude config directory and global config file, as the CLI finds them."""
-    configured = env.get("CLAUDE_CONFIG_DIR")
-    if configured:
-        base = Path(configured)
-        return base, base / ".claude.json"
-    home = Path(env.get("HOME") or Path.home())
-    return home / ".claude", home / ".claude.json"
-
-
-def seed_config_dir(dst: Path, env: Mapping[str, str], *, credentials: bool = True) -> None:
-    """A CLAUDE_CONFIG_DIR carrying the user's settings and (unless ``credentials`` is
-    false: a rehearsal) credentials; once: a slot's later tasks find it seeded."""
-    try:
-        dst.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        return
-    src_dir, src_global = user_config_sources(env)
-    for name in _CONFIG_FILES:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            shutil.copyfile(src_dir / name, dst / name)
-    for name in _CONFIG_DIRS:
-        if (src_dir / name).is_dir():
-            shutil.copytree(src_dir / name, dst / name, symlinks=True)
-    with contextlib.suppress(FileNotFoundError):
-        if not credentials:
-            raise FileNotFoundError
-        creds = (src_dir / CREDENTIALS).read_bytes()
-        fd = os.open(dst / CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(creds)
-    seeded: dict[str, object] = {}
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        loaded = json.loads(src_global.read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            seeded = {k: loaded[k] for k in _GLOBAL_KEYS if k in loaded}
-            if not credentials:
-                seeded.pop("primaryApiKey", None)
-    if not seeded:
-        return  # the CLI creates its own (a file less per task: creation is not free here)
-    seeded.setdefault("hasCompletedOnboarding", True)
-    fd = os.open(dst / ".claude.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(seeded, f)
-
-
-def drop_credentials(config_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (config_dir / CREDENTIALS).unlink()
 
 
 def ensure_writable(path: Path) -> None:

@@ -16,6 +16,7 @@ from claude_runner.redact import Redactor
 
 if TYPE_CHECKING:
     from claude_runner.pipeline.clirun import Outcome
+    from claude_runner.pipeline.preserve import Repository
     from claude_runner.pipeline.task import TaskRun
     from claude_runner.rehearsal import Rehearsal
 
@@ -34,8 +35,7 @@ class RunContext:
     writer: EventWriter
     redactor: Redactor
     secrets: tuple[bytes, ...]  # the redactor's secret values, longest first
-    git_dir: Path | None
-    identity: tuple[str, str]
+    repo: Repository  # keeps worktree tasks' work (branch, patch)
     watchman: Watchman
     cancel: threading.Event
     prices: PriceTable = field(default_factory=lambda: PriceTable.load(None))

@@ -77,15 +77,23 @@ def run_pipeline(
             writer=writer,
             redactor=runtime.redactor,
             secrets=tuple(s.encode() for s in runtime.redactor.secrets),  # longest first
-            git_dir=preserve.git_dir_of(workspace, runtime.env),
-            identity=(settings.git_user_name, settings.git_user_email),
+            repo=preserve.open_repository(
+                workspace,
+                run_dir / "git",
+                env=runtime.env,
+                identity=(settings.git_user_name, settings.git_user_email),
+                cancel=runtime.cancel,
+            ),
             watchman=watchman,
             cancel=runtime.cancel,
             prices=prices,
             track_usage=plan.budget_usd is not None,
             rehearsal=runtime.rehearsal,
         )
-        return _run(plan, ctx, plan_path=plan_path)
+        try:
+            return _run(plan, ctx, plan_path=plan_path)
+        finally:
+            ctx.repo.close()
 
 
 def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:

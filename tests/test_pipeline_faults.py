@@ -199,6 +199,7 @@ def test_run_directory_layout(runner: Runner) -> None:
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config",
         "events.jsonl",
+        "git",  # the runner's own repository (worktree tasks)
         "plan.json",
         "result.json",
         "run.json",

@@ -301,6 +301,8 @@ class TaskRun:
             if task.workspace == "snapshot_ro":
                 self._seal = taskspace.make_read_only(paths.copy)
             if self._keep_work:
+                if self._base is not None:  # an earlier attempt's, never preserved
+                    ctx.repo.discard(self._base)
                 self._base = ctx.repo.snapshot_start(paths.copy)
         at.prepared = True
 

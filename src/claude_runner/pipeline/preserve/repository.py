@@ -400,6 +400,10 @@ class Repository:
             args += ["-p", parent]
         return self.git.run(args).strip().decode("ascii")
 
+    def discard(self, base: Base) -> None:
+        """Drop a snapshot that will not be preserved (an attempt that is retried)."""
+        base.index.unlink(missing_ok=True)
+
     # --- end ---------------------------------------------------------------------------
     def preserve(
         self,

@@ -853,6 +853,9 @@ class TaskRun:
         except PreserveError as exc:
             if isinstance(exc.kept, preserve.Preserved):  # what could be kept is reported
                 self._report_kept(exc.kept)
+            if ctx.cancel.is_set():  # a signal stopped it: the task stays cancelled
+                self.note(f"changes not preserved ({exc}); the task's copy is {paths.copy}")
+                return
             raise PreserveError(f"the task's changes could not all be preserved: {exc}") from exc
         self._report_kept(kept)
 

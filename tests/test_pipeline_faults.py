@@ -199,6 +199,7 @@ def test_run_directory_layout(runner: Runner) -> None:
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config",
         "events.jsonl",
+        "git",  # the runner's own repository (worktree tasks)
         "plan.json",
         "result.json",
         "run.json",
@@ -431,6 +432,8 @@ def test_an_internal_error_in_the_loop_still_stops_every_agent(
 
 
 def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runner) -> None:
+    """Not the top of a repository: no branch there (a patch against the task's starting
+    copy when it changed something; this one changes nothing) and a note why."""
     top = runner.workspace
     for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
         done = proc.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=top)
@@ -440,7 +443,8 @@ def test_worktree_of_a_subdirectory_of_a_repository_gets_no_branch(runner: Runne
     code, events = runner.run(plan_of(stage("s", "ok", workspace="worktree")))
     assert code == 0
     t = task(events, "s", "t0")
-    assert (t["branch"], t["patch"], t["changed_files"]) == (None, None, None)
+    assert (t["branch"], t["patch"], t["changed_files"]) == (None, None, 0)
+    assert any("not the top of a git repository" in n for n in t["notes"])
     assert proc.run(["git", "branch", "--list", "pipeline/*"], cwd=top).stdout == ""
 
 

@@ -112,7 +112,17 @@ class WorkspaceError(RunnerError, OSError):
 
 
 class PreserveError(WorkspaceError):
-    """A worktree task's changes could not be preserved (branch or patch)."""
+    """A worktree task's changes could not all be preserved (branch or patch).
+
+    ``kept`` is what was preserved all the same (a ``pipeline.preserve.Preserved``: the
+    branch and patch of every path that could be saved), or None."""
+
+    def __init__(self, message: str, *, kept: object = None) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class GitError(RunnerError, RuntimeError):

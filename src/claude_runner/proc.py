@@ -14,6 +14,7 @@ import os
 import selectors
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,16 @@ class Cancelled(Exception):
     """``run`` stopped its child because the caller's cancel event was set."""
 
 
+@dataclass(frozen=True)
+class CompletedBytes:
+    """Outcome of a captured run, output as bytes (``run_bytes``)."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -52,7 +63,41 @@ def run(
     """Run to completion and capture text output. Raises FileNotFoundError when the
     program is missing, subprocess.TimeoutExpired after ``timeout`` seconds and
     ``Cancelled`` as soon as ``cancel`` is set (the child's group stopped either way)."""
-    child = spawn(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = run_bytes(argv, cwd=cwd, env=env, timeout=timeout, cancel=cancel)
+    return Completed(
+        done.argv,
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
+
+
+def run_bytes(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float | None = 60.0,
+    cancel: threading.Event | None = None,
+) -> CompletedBytes:
+    """``run`` with bytes in and out: ``input`` is the child's stdin (else /dev/null),
+    given through an unlinked temporary file (Popen.communicate cannot be polled for
+    ``cancel`` once it has started writing an input: a retry drops the rest)."""
+    if input is None:
+        child = spawn(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    else:
+        with tempfile.TemporaryFile() as feed:
+            feed.write(input)
+            feed.seek(0)
+            child = spawn(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=feed.fileno(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -76,12 +121,7 @@ def run(
             if pipe is not None:
                 pipe.close()
         raise
-    return Completed(
-        tuple(argv),
-        child.returncode,
-        out.decode("utf-8", "replace"),
-        err.decode("utf-8", "replace"),
-    )
+    return CompletedBytes(tuple(argv), child.returncode, out, err)
 
 
 def run_streaming(

@@ -15,6 +15,7 @@ from claude_runner.reaper import Watchman
 from claude_runner.redact import Redactor
 
 if TYPE_CHECKING:
+    from claude_runner.pipeline.preserve import Repository
     from claude_runner.progress import RunObserver
     from claude_runner.rehearsal import Rehearsal
 
@@ -32,8 +33,7 @@ class RunContext:
     env: Mapping[str, str]
     writer: EventWriter
     redactor: Redactor
-    git_dir: Path | None
-    identity: tuple[str, str]
+    repo: Repository  # keeps worktree tasks' work (branch, patch)
     watchman: Watchman
     cancel: threading.Event
     prices: PriceTable = field(default_factory=lambda: PriceTable.load(None))

@@ -92,8 +92,13 @@ def run_pipeline(
             env=env,
             writer=writer,
             redactor=redactor,
-            git_dir=preserve.git_dir_of(workspace, runtime.env),
-            identity=(settings.git_user_name, settings.git_user_email),
+            repo=preserve.open_repository(
+                workspace,
+                run_dir / "git",
+                env=runtime.env,
+                identity=(settings.git_user_name, settings.git_user_email),
+                cancel=runtime.cancel,
+            ),
             watchman=watchman,
             cancel=runtime.cancel,
             prices=prices,
@@ -101,7 +106,10 @@ def run_pipeline(
             rehearsal=runtime.rehearsal,
             observers=observers,
         )
-        code = _run(plan, ctx, plan_path=plan_path)
+        try:
+            code = _run(plan, ctx, plan_path=plan_path)
+        finally:
+            ctx.repo.close()
     _write_reports(run_dir, reports, runtime)
     return code
 

@@ -176,10 +176,10 @@ class TaskRun:
         self._activity: StreamActivity | None = None  # a live view: the agent's activity
         self._env: dict[str, str] = {}
         self._check_command = ""
-        self._base: str | None = None
+        self._base: preserve.Base | None = None
         self._seal: taskspace.Seal | None = None  # snapshot_ro: the copy's seal
         self._marker = marker_of(ctx.plan_run_id, task.stage_id, task.id)
-        self._keep_work = task.workspace == "worktree" and ctx.git_dir is not None
+        self._keep_work = task.workspace == "worktree"
         self._finished = False
 
     # --- what the scheduler reads ------------------------------------------------------
@@ -300,20 +300,13 @@ class TaskRun:
         if task.check is not None:
             self._check_command = self.templates.command(task.check.run)
         if task.workspace != "shared":
-            git_dir = ctx.git_dir if self._keep_work else None
-            head = preserve.head_of(git_dir, ctx.env) if git_dir is not None else None
             taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=at.stop)
             if task.workspace == "snapshot_ro":
                 self._seal = taskspace.make_read_only(paths.copy)
-            if git_dir is not None:
-                self._base = preserve.snapshot_start(
-                    git_dir=git_dir,
-                    head=head,
-                    copy=paths.copy,
-                    index=paths.index,
-                    identity=ctx.identity,
-                    env=ctx.env,
-                )
+            if self._keep_work:
+                if self._base is not None:  # an earlier attempt's, never preserved
+                    ctx.repo.discard(self._base)
+                self._base = ctx.repo.snapshot_start(paths.copy)
         at.prepared = True
 
     def launch(
@@ -864,23 +857,28 @@ class TaskRun:
         )
 
     def _preserve(self) -> None:
-        ctx, res, paths = self.ctx, self.result, self.paths
-        assert ctx.git_dir is not None  # noqa: S101
+        ctx, paths = self.ctx, self.paths
+        base, self._base = self._base, None  # single use
+        assert base is not None  # noqa: S101 - a prepared worktree task has one
+        if ctx.repo.note is not None:
+            self.note(f"{ctx.repo.note}: the changes are kept as a patch (no branch)")
         try:
-            kept = preserve.preserve_changes(
-                git_dir=ctx.git_dir,
-                base=self._base,
-                copy=paths.copy,
+            kept = ctx.repo.preserve(
+                base,
                 branch=preserve.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
                 patch=paths.patch,
-                index=paths.index,
-                identity=ctx.identity,
-                env=ctx.env,
             )
-        except PreserveError:
-            raise
-        except RunnerError as exc:
-            raise PreserveError(f"the task's changes could not be preserved: {exc}") from exc
+        except PreserveError as exc:
+            if isinstance(exc.kept, preserve.Preserved):  # what could be kept is reported
+                self._report_kept(exc.kept)
+            if ctx.cancel.is_set():  # a signal stopped it: the task stays cancelled
+                self.note(f"changes not preserved ({exc}); the task's copy is {paths.copy}")
+                return
+            raise PreserveError(f"the task's changes could not all be preserved: {exc}") from exc
+        self._report_kept(kept)
+
+    def _report_kept(self, kept: preserve.Preserved) -> None:
+        ctx, res = self.ctx, self.result
         res.branch = kept.branch
         res.patch = str(kept.patch) if kept.patch else None
         res.changed_files = kept.changed_files

@@ -4,6 +4,7 @@ Run directory ``<runs_root>/<planRunId>/`` (``planRunId`` = UTC time + 6 random 
 digits, so names sort by start time)::
 
     events.jsonl, result.json   the run's own files
+    git/                        the runner's own git repository (preserve/)
     config/slot-<n>/            CLAUDE_CONFIG_DIRs, one per concurrency slot
     tasks/<stageId>/<taskId>/   one directory per task, fixed names inside:
         workspace/              worktree / snapshot_ro copy of the workspace
@@ -26,7 +27,7 @@ Nothing else is deleted by the runner; remove a whole run with
 ``rm -rf <runs_root>/<planRunId>`` (snapshot_ro copies need ``chmod -R u+w`` first when
 not root).
 
-A worktree task's changes are committed and written as a patch by ``preserve.py``.
+A worktree task's changes are committed and written as a patch by ``preserve/``.
 """
 
 from __future__ import annotations

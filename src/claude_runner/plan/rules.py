@@ -262,21 +262,3 @@ def check_plan(data: object) -> list[Finding]:
             )
         found += _check_tasks(stage, defaults, loc)
     return found
-
-
-def size_problem(data: Mapping[str, object]) -> Finding | None:
-    """More tasks than ``MAX_TASKS``, found before anything validates them all."""
-    stages = data.get("stages")
-    if not isinstance(stages, list):
-        return None
-    total = 0
-    for i, stage in enumerate(stages):
-        tasks = stage.get("tasks") if isinstance(stage, Mapping) else None
-        total += len(tasks) if isinstance(tasks, list) else 1
-        if total > MAX_TASKS:
-            return (
-                ("stages", i),
-                f"the plan has more than {MAX_TASKS} tasks, the limit; split it into "
-                "several plans, or let for_each fan a task out at run time",
-            )
-    return None

@@ -55,6 +55,7 @@ LOADER_ONLY = (
     # lengths in UTF-8 bytes (a schema counts characters)
     "is longer than a file system allows",
     "a program argument holds at most",
+    "bytes together",
     # v2: the graph (refs resolve across the plan, no cycles, bounded edges)
     "needs '",
     "needs itself",
@@ -278,6 +279,7 @@ def test_generated_plans_get_one_verdict(
 
 PATTERNS = {
     "id": rules.ID_SCHEMA_PATTERN,
+    "dir": rules.DIR_PATTERN,
     "text": rules.TEXT_PATTERN,
     "clean": rules.CLEAN_TEXT_PATTERN,
     "prompt_path": rules.PROMPT_PATH_PATTERN,

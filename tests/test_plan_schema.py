@@ -174,6 +174,16 @@ def test_cli_dry_run_prints_the_resolved_plan(run_runner: RunRunner, tmp_path: P
     assert json.loads(done.stdout) == dry_run_document(resolve(load_plan(path)), plan_path=path)
 
 
+def test_cli_dry_run_of_a_v2_plan(run_runner: RunRunner, tmp_path: Path) -> None:
+    path = VALID / "v2_everything.yaml"
+    done = run_runner(["--pipeline", str(path), "--dry-run"], _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc == dry_run_document(resolve(load_plan(path)), plan_path=path)
+    assert doc["version"] == "v2"
+    assert "${{ env.GH_TOKEN }}" not in done.stdout  # env values are not printed
+
+
 def test_cli_dry_run_model_flag_replaces_defaults_only(
     run_runner: RunRunner, tmp_path: Path
 ) -> None:

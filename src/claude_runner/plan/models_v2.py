@@ -170,7 +170,7 @@ def _dir(value: str) -> str:
 DirPath = Annotated[
     StrictStr,
     AfterValidator(_dir),
-    WithJsonSchema({"type": "string", "pattern": rules.TEXT_PATTERN}),
+    WithJsonSchema({"type": "string", "pattern": rules.DIR_PATTERN}),
 ]
 
 
@@ -191,8 +191,28 @@ def _items(limit: int) -> Any:
     return Field(max_length=limit)
 
 
-TextList = Annotated[list[Text], _bounded(values.MAX_LIST_ITEMS), _items(values.MAX_LIST_ITEMS)]
-DirList = Annotated[list[DirPath], _bounded(values.MAX_LIST_ITEMS), _items(values.MAX_LIST_ITEMS)]
+def _fits_argv(value: Any) -> Any:
+    """A list or mapping that becomes program arguments (or environment strings) must fit
+    in them all together, not only item by item."""
+    parts = value.items() if isinstance(value, dict) else ((v, "") for v in value)
+    size = sum(len(f"{k}{v or ''}".encode()) for k, v in parts)
+    if size > values.MAX_ARG_BYTES:
+        raise PydanticCustomError(
+            "too_big",
+            "the items make {size} bytes together; a program's arguments and environment "
+            "hold at most {limit} of them here (Linux refuses more): shorten them",
+            {"size": size, "limit": values.MAX_ARG_BYTES},
+        )
+    return value
+
+
+_ARGV = AfterValidator(_fits_argv)
+TextList = Annotated[
+    list[Text], _bounded(values.MAX_LIST_ITEMS), _items(values.MAX_LIST_ITEMS), _ARGV
+]
+DirList = Annotated[
+    list[DirPath], _bounded(values.MAX_LIST_ITEMS), _items(values.MAX_LIST_ITEMS), _ARGV
+]
 
 
 def _json_value(value: Any) -> Any:
@@ -206,7 +226,15 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-JsonMapping = Annotated[dict[str, Any], AfterValidator(_json_value)]
+def _json_fits(value: dict[str, Any]) -> dict[str, Any]:
+    _json_value(value)
+    problem = values.arg_problem(json.dumps(value, separators=(",", ":")), "as JSON, the mapping")
+    if problem is not None:
+        raise PydanticCustomError("too_big", problem)
+    return value
+
+
+JsonMapping = Annotated[dict[str, Any], AfterValidator(_json_fits)]
 PathOrMapping = Annotated[
     Annotated[WorkspacePath, Tag("#str")] | Annotated[JsonMapping, Tag("#dict")],
     by_type("a workspace-relative path, or the configuration as a mapping"),
@@ -286,11 +314,12 @@ EnvValue = Annotated[
 EnvMap = Annotated[
     dict[EnvName, EnvValue | None],
     _bounded(values.MAX_ENV),
+    _ARGV,
     WithJsonSchema(
         {
             "type": "object",
             "maxProperties": values.MAX_ENV,
-            "propertyNames": {"pattern": values.ENV_NAME_PATTERN},
+            "propertyNames": {"pattern": values.ENV_NAME_PATTERN, "maxLength": values.ENV_NAME_MAX},
             "additionalProperties": {
                 "anyOf": [{"type": "string", "pattern": rules.CLEAN_TEXT_PATTERN}, {"type": "null"}]
             },

@@ -74,6 +74,8 @@ _CLEAN = r"[^\x00\ud800-\udfff]"
 CLEAN_TEXT_PATTERN = rf"^{_CLEAN}*{_END}"
 # Text with something to read: not blank, and clean.
 TEXT_PATTERN = rf"^(?=[\s\S]*[^{BLANK_CLASS}]){_CLEAN}*{_END}"
+# A directory (add_dirs): not blank, no control character.
+DIR_PATTERN = rf"^(?=[\s\S]*[^{BLANK_CLASS}])[^\x00-\x1f\ud800-\udfff]*{_END}"
 # prompt_path_problem as a regex, for editors (the schema): no control character, not
 # absolute, no '..' part, not blank, not only '.' and '/' parts, no trailing '/'.
 _PATH_CHAR = r"[^\x00-\x1f\ud800-\udfff]"

@@ -141,10 +141,11 @@ DEFAULT_WHEN = "success()"
 ENV_NAME_PATTERN = rf"^(?!CLAUDE_RUNNER_)(?!CLAUDE_CONFIG_DIR{_END})[A-Za-z_][A-Za-z0-9_]*{_END}"
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_ENV = 1000
+ENV_NAME_MAX = 1000
 
 
 def env_name_problem(name: str) -> str | None:
-    if not _ENV_NAME_RE.fullmatch(name) or len(name) > 1000:
+    if not _ENV_NAME_RE.fullmatch(name) or len(name) > ENV_NAME_MAX:
         return (
             f"{echo(name)} is not an environment variable name; use letters, digits and '_', "
             "not starting with a digit"

@@ -310,3 +310,10 @@ def test_refs_to_tasks_that_are_not_upstream_are_refused(tmp_path: Path) -> None
 @pytest.mark.xfail(reason=SEAM, strict=True)
 def test_expression_syntax_errors_are_refused() -> None:
     assert templates.check("${{ a == }}", PROMPT)
+
+
+def test_repeated_stage_refs_stop_at_the_edge_limit_before_expanding() -> None:
+    tasks = tuple(TaskSpec(f"t{i}", ("s/*",)) for i in range(2000))
+    [*_, (loc, message)] = _problems([StageSpec("s", tasks, sequential=False)])
+    assert loc == ("stages", 0, "tasks", 500)  # 500 tasks x 2,000 refs: the limit
+    assert message.startswith(f"the plan's tasks need more than {MAX_EDGES} tasks in all")

@@ -7,11 +7,12 @@ left to the models), so they are reported together with type errors, each where 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from claude_runner.plan import rules, templates, values
-from claude_runner.plan.graph import Graph, StageSpec, TaskSpec, compile_graph
+from claude_runner.plan.graph import Graph, StageSpec, TaskKey, TaskSpec, compile_graph
 
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
@@ -33,13 +34,17 @@ def _refs(value: object) -> tuple[str, ...]:
 def _unique(items: object) -> list[tuple[int, Mapping[str, Any]]]:
     """Mappings with a string id, the first of each id (ignoring case): duplicates are
     reported by ``rules`` and must not look like a cycle to the graph."""
+    if not isinstance(items, list):
+        return []
     seen: set[str] = set()
     out = []
-    for index, item in _mappings(items):
-        ident = item.get("id")
-        if isinstance(ident, str) and ident.lower() not in seen:
-            seen.add(ident.lower())
-            out.append((index, item))
+    for index, item in enumerate(items):
+        ident = item.get("id") if isinstance(item, dict) else None
+        if isinstance(ident, str):
+            folded = ident.lower()
+            if folded not in seen:
+                seen.add(folded)
+                out.append((index, item))
     return out
 
 
@@ -90,9 +95,9 @@ def _graph(data: Mapping[str, Any]) -> tuple[Graph | None, list[Finding]]:
 def check_plan(data: Mapping[str, Any], version: str) -> tuple[list[Finding], Graph | None]:
     """Every cross-field problem of a ``version`` plan, and its graph when it has one."""
     found = rules.check_plan(data)
-    if version == "v2":
-        found += _v2_rules(data)
     graph, problems = _graph(data)
+    if version == "v2":
+        found += _v2_rules(data, graph)
     return found + problems, graph
 
 
@@ -106,8 +111,12 @@ def check_v2(data: Mapping[str, Any]) -> list[Finding]:
     return check_plan(data, "v2")[0]
 
 
-def _templates(where: Mapping[str, Any], loc: Loc, *, task: bool) -> list[Finding]:
-    """Template problems at one level (defaults, a stage or a task)."""
+def _templates(
+    where: Mapping[str, Any], loc: Loc, *, task: bool, scope: templates.Scope | None = None
+) -> list[Finding]:
+    """Template problems at one level (defaults, a stage or a task). ``scope`` (a task's,
+    with the graph) says which tasks its expressions may read; at the defaults and stage
+    levels that depends on each task that inherits the value, so it is None there."""
     found: list[Finding] = []
     places: list[tuple[Loc, object, templates.Place]] = []
     check = where.get("check")
@@ -123,12 +132,33 @@ def _templates(where: Mapping[str, Any], loc: Loc, *, task: bool) -> list[Findin
         places.append(((*loc, "when"), where.get("when"), "when"))
         if isinstance(where.get("for_each"), str):
             places.append(((*loc, "for_each"), where.get("for_each"), "for_each"))
-    fans_out = task and where.get("for_each") is not None
+    base = scope or templates.Scope(
+        place="prompt", for_each=task and where.get("for_each") is not None
+    )
     for place_loc, text, place in places:
         if isinstance(text, str):
-            scope = templates.Scope(place=place, for_each=fans_out)
-            found += [(place_loc, problem) for problem in templates.check(text, scope)]
+            here = dataclasses.replace(base, place=place)
+            found += [(place_loc, problem) for problem in templates.check(text, here)]
     return found
+
+
+def _scopes(graph: Graph | None) -> Callable[[TaskKey, bool], templates.Scope]:
+    """A task's scope: its upstream tasks, and bare ids that name one task."""
+    if graph is None:
+        return lambda key, fans_out: templates.Scope(place="prompt", for_each=fans_out)
+    unique: dict[str, TaskKey | None] = {}
+    for key in graph.order:
+        unique[key[1]] = None if key[1] in unique else key
+
+    def scope(key: TaskKey, fans_out: bool) -> templates.Scope:
+        return templates.Scope(
+            place="prompt",
+            for_each=fans_out,
+            upstream=lambda other: other in graph.upstream(key),
+            task_by_id=unique.get,
+        )
+
+    return scope
 
 
 def _fan_out(task: Mapping[str, Any], loc: Loc) -> list[Finding]:
@@ -147,8 +177,9 @@ def _fan_out(task: Mapping[str, Any], loc: Loc) -> list[Finding]:
     return []
 
 
-def _v2_rules(data: Mapping[str, Any]) -> list[Finding]:
+def _v2_rules(data: Mapping[str, Any], graph: Graph | None) -> list[Finding]:
     found: list[Finding] = []
+    scope = _scopes(graph)
     defaults = data.get("defaults")
     if isinstance(defaults, Mapping):
         found += _templates(defaults, ("defaults",), task=False)
@@ -156,7 +187,10 @@ def _v2_rules(data: Mapping[str, Any]) -> list[Finding]:
         found += _templates(stage, ("stages", i), task=False)
         for j, task in _mappings(stage.get("tasks")):
             loc: Loc = ("stages", i, "tasks", j)
-            found += _templates(task, loc, task=True)
+            key = (stage.get("id"), task.get("id"))
+            known = graph is not None and key in graph.needs
+            task_scope = scope(key, task.get("for_each") is not None) if known else None  # type: ignore[arg-type]
+            found += _templates(task, loc, task=True, scope=task_scope)
             found += _fan_out(task, loc)
     return found
 

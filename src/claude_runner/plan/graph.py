@@ -160,7 +160,13 @@ def compile_graph(stages: Sequence[StageSpec]) -> Graph | list[Finding]:
     previous: tuple[TaskKey, ...] = ()
     edges = 0
     for i, stage in enumerate(stages):
-        base = previous if stage.needs is None else _refs(index, stage.needs, ("stages", i), found)
+        if stage.needs is None:
+            base = previous
+        else:
+            stage_refs = _refs(index, stage.needs, ("stages", i), found, MAX_EDGES - edges)
+            if stage_refs is None:
+                return [*found, _too_many_edges(("stages", i, "needs"))]
+            base = stage_refs
         own_keys = {(stage.id, t.id) for t in stage.tasks}
         if stage.needs is not None and own_keys & set(base):
             found.append(
@@ -175,7 +181,9 @@ def compile_graph(stages: Sequence[StageSpec]) -> Graph | list[Finding]:
         for j, task in enumerate(stage.tasks):
             key = (stage.id, task.id)
             loc: Loc = ("stages", i, "tasks", j)
-            own = _refs(index, task.needs, loc, found) if task.needs else ()
+            own = _refs(index, task.needs, loc, found, MAX_EDGES - edges) if task.needs else ()
+            if own is None:
+                return [*found, _too_many_edges(loc)]
             if key in own:
                 found.append(((*loc, "needs"), f"task {task.id!r} needs itself"))
                 own = tuple(k for k in own if k != key)
@@ -206,15 +214,19 @@ def _too_many_edges(loc: Loc) -> Finding:
 
 
 def _refs(
-    index: _Index, refs: tuple[str, ...], loc: Loc, found: list[Finding]
-) -> tuple[TaskKey, ...]:
+    index: _Index, refs: tuple[str, ...], loc: Loc, found: list[Finding], room: int
+) -> tuple[TaskKey, ...] | None:
+    """The tasks ``refs`` name, without repeats; None when they are more than ``room``
+    (the edges left under ``MAX_EDGES``: ``stage/*`` repeated must not cost more)."""
     out: dict[TaskKey, None] = {}
     for k, ref in enumerate(refs):
         keys = index.resolve(ref)
         if isinstance(keys, str):
             found.append(((*loc, "needs", k), keys))
-        else:
-            out.update(dict.fromkeys(keys))
+            continue
+        if len(out) + len(keys) > room:
+            return None
+        out.update(dict.fromkeys(keys))
     return tuple(out)
 
 

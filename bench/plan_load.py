@@ -356,7 +356,18 @@ def ratio(directory: Path, text: str) -> float:
     return med["runner"] / med["safe_load"]
 
 
+def _machine_speed() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine is right now (the
+    shared CPUs here run it 3 to 10 times slower when busy; read the seconds with it)."""
+    start = time.process_time()
+    out, path = [], ("x",)
+    for i in range(1_000_000):
+        out.append(((*path, i), (1, i), 0))
+    return time.process_time() - start
+
+
 def main() -> int:
+    print(f"machine: a reference loop took {_machine_speed():.2f} s of CPU", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="plan-load-") as tmp:
         first = ratio(Path(tmp), plan_text())
         v2 = ratio(Path(tmp), plan_v2_text())

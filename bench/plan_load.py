@@ -1,15 +1,18 @@
 """Plan loading cost: the runner's ``load_plan`` versus a bare YAML load, and the worst
 input up to the size limit.
 
-Line 1: a generated plan of 1,000 tasks (100 stages x 10, a mix of sequential and
+Line 1: a generated v1 plan of 1,000 tasks (100 stages x 10, a mix of sequential and
 parallel stages, inline prompts and prompt files, per-level settings) is read both ways,
 side by side and alternating (runner, YAML load, runner, ...), ``ROUNDS`` times each; the
 median of each is compared. Like for like: both sides parse with LibYAML (the runner
 reads its events, ``yaml.load`` with ``CSafeLoader`` builds the same data), so the ratio
-is the price of position tracking, duplicate-key, tag and character checks, limits and
-pydantic validation. Goal: at most 3.0.
+is the price of position tracking, duplicate-key, tag and character checks, limits,
+pydantic validation, the graph and the cascade (``resolve``). Goal: at most 3.0.
 
-Line 2: adversarial shapes (``worst_shapes``), each close to the 1 MiB limit or to one
+Line 2: the same for a v2 plan of 1,000 tasks with needs across stages, templates in
+prompts, checks and env, fan-outs and guardrails (``plan_v2_text``). Goal: at most 3.0.
+
+Line 3: adversarial shapes (``worst_shapes``), each close to the 1 MiB limit or to one
 of the loader's own limits, each loaded in a fresh interpreter that reports the wall
 time of ``load_plan`` + ``resolve`` and its peak RSS (imports included). Goal: every one
 accepted or refused within 1 s and 200 MB.
@@ -17,6 +20,7 @@ accepted or refused within 1 s and 200 MB.
 Prints details on stderr and exactly these lines on stdout::
 
     plan_load: runner/safe_load=X.XX
+    plan_load_v2: runner/safe_load=X.XX
     plan_load_worst: max_s=X.XX max_mb=N (shape=NAME, NAME)
 """
 
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from claude_runner import proc  # noqa: E402
 from claude_runner.plan.loader import MAX_PLAN_BYTES, load_plan  # noqa: E402
+from claude_runner.plan.models import resolve  # noqa: E402
 from claude_runner.plan.rules import MAX_TASKS  # noqa: E402
 from claude_runner.plan.yamlsrc import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES  # noqa: E402
 
@@ -74,6 +79,44 @@ def plan_text(stages: int = STAGES, per_stage: int = TASKS_PER_STAGE) -> str:
                 lines.append("        model: opus")
             if parallel and t % 5 == 0:
                 lines += ["        workspace: shared", "        read_only: true"]
+    return "\n".join(lines) + "\n"
+
+
+def plan_v2_text(stages: int = STAGES, per_stage: int = TASKS_PER_STAGE) -> str:
+    """A v2 plan of ``stages`` x ``per_stage`` tasks: needs across stages, templates in
+    prompts, env and checks, guardrails at every level (issue 12's case)."""
+    lines = [
+        "version: v2",
+        "max_concurrency: 8",
+        "budget_usd: 50",
+        "defaults:",
+        "  model: sonnet",
+        "  timeout: 30m",
+        "  retries: {max: 2, on: [rate_limited, crash], backoff: {base: 5s, max: 2m}}",
+        "  env: {LOG_LEVEL: info, TOKEN: '${{ env.GH_TOKEN }}'}",
+        "stages:",
+    ]
+    for s in range(stages):
+        parallel = s % 2 == 1
+        lines += [f"  - id: stage-{s:03d}", f"    mode: {'parallel' if parallel else 'sequential'}"]
+        if parallel:
+            lines += ["    max_parallel: 4", "    workspace: worktree"]
+        if s >= 2:
+            lines.append(f"    needs: [stage-{s - 2:03d}/*]")
+        lines.append("    tasks:")
+        for t in range(per_stage):
+            lines.append(f"      - id: task-{t:02d}")
+            if s > 0 and t % 2 == 0:
+                lines.append(f"        needs: [stage-{s - 1:03d}/task-{t:02d}]")
+            lines.append(
+                f'        prompt: "Stage {s}, task {t}: fix what '
+                f'${{{{ tasks.task-{t:02d}.result }}}} reported; keep the API stable."'
+            )
+            if t % 3 == 0:
+                lines.append(f'        check: "pytest -q tests/${{{{ item }}}}/{t}"')
+                lines.append("        for_each: [a, b]")
+            if t % 4 == 0:
+                lines += ["        timeout: 1h", "        when: ${{ success() }}"]
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +214,56 @@ def worst_shapes() -> dict[str, str]:
         "big_ints": _fill(v1 + "x: [", "9" * 4300, "1]\n", sep=","),
         "huge_ints": _fill(v1 + "x: [", "9" * 5000, "1]\n", sep=","),
         "comments": _fill(v1 + "stages: [{id: s, tasks: [" + task + "]}]\n", "#" * 99 + "\n", ""),
+        # v2
+        "v2_wide_needs": _numbered(
+            "version: v2\nstages: [{id: a, mode: parallel, tasks: ["
+            + ",".join(f"{{id: w{i}, prompt: p, read_only: true}}" for i in range(1100))
+            + "]}, {id: b, tasks: [",
+            "{{id: c{i}, prompt: p}}",
+            "]}]\n",
+            MAX_TASKS - 1100,
+            ",",
+        ),
+        "v2_many_needs": _numbered(
+            "version: v2\nstages: [{id: s, mode: parallel, tasks: [",
+            "{{id: t{i}, prompt: p, read_only: true, needs: [t0, s/*]}}",
+            "]}]\n",
+            MAX_TASKS,
+            ",",
+        ),
+        "v2_chain": _numbered(
+            "version: v2\nstages: [{id: s, tasks: [",
+            "{{id: t{i}, prompt: 'p ${{{{ tasks.t0.result }}}}', when: '${{{{ success() }}}}'}}",
+            "]}]\n",
+            MAX_TASKS,
+            ",",
+        ),
+        "v2_output_schemas": _numbered(
+            "version: v2\nstages: [{id: s, tasks: [",
+            "{{id: t{i}, prompt: p, output_schema: {{type: object, required: [k{i}], "
+            "properties: {{k{i}: {{type: string, pattern: '^a+$'}}}}}}}}",
+            "]}]\n",
+            32,
+            ",",
+        ),
+        "v2_big_output_schema": "version: v2\nstages: [{id: s, tasks: [{id: t, prompt: p, "
+        "output_schema: {type: object, properties: {"
+        + ", ".join(f"p{i}: {{type: string, minLength: 1}}" for i in range(380))
+        + "}}}]}]\n",
+        "v2_env": _numbered(
+            "version: v2\nstages: [{id: s, tasks: [{id: t, prompt: p, env: {",
+            "E{i}: '${{{{ env.E{i} }}}}'",
+            "}}]}]\n",
+            1000,
+            ", ",
+        ),
+        "v2_broken": _fill(
+            "version: v2\nstages: [{id: s, tasks: [",
+            "{id: t, prompt: p, timeout: x, retries: y, check: [], env: 1, needs: [?], when: 3}",
+            "]}]\n",
+            count=MAX_TASKS,
+            sep=",",
+        ),
     }
     for name, text in shapes.items():
         assert len(text.encode()) <= MAX_PLAN_BYTES, name
@@ -231,15 +324,15 @@ def _time(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def ratio(directory: Path) -> float:
+def ratio(directory: Path, text: str) -> float:
     path = directory / "plan.yaml"
-    path.write_text(plan_text(), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     plan = load_plan(path)  # warm-up, and proof the plan is valid
-    count = sum(len(stage.tasks) for stage in plan.stages)
+    count = len(resolve(plan).tasks)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     def runner() -> object:
-        return load_plan(path)
+        return resolve(load_plan(path))
 
     def safe_load() -> object:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
@@ -251,7 +344,8 @@ def ratio(directory: Path) -> float:
         runs["safe_load"].append(_time(safe_load))
     med = {name: statistics.median(times) for name, times in runs.items()}
     print(
-        f"plan: {count} tasks, {path.stat().st_size} bytes; both sides: {loader.__name__}'s parser",
+        f"plan {plan.version}: {count} tasks, {path.stat().st_size} bytes; both sides: "
+        f"{loader.__name__}'s parser; the runner also resolves (cascade, graph)",
         file=sys.stderr,
     )
     for name, times in runs.items():
@@ -262,12 +356,25 @@ def ratio(directory: Path) -> float:
     return med["runner"] / med["safe_load"]
 
 
+def _machine_speed() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine is right now (the
+    shared CPUs here run it 3 to 10 times slower when busy; read the seconds with it)."""
+    start = time.process_time()
+    out, path = [], ("x",)
+    for i in range(1_000_000):
+        out.append(((*path, i), (1, i), 0))
+    return time.process_time() - start
+
+
 def main() -> int:
+    print(f"machine: a reference loop took {_machine_speed():.2f} s of CPU", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="plan-load-") as tmp:
-        first = ratio(Path(tmp))
+        first = ratio(Path(tmp), plan_text())
+        v2 = ratio(Path(tmp), plan_v2_text())
         print("worst shapes (fresh interpreter each):", file=sys.stderr)
         slowest, slowest_name, biggest, biggest_name = worst(Path(tmp))
     print(f"plan_load: runner/safe_load={first:.2f}")
+    print(f"plan_load_v2: runner/safe_load={v2:.2f}")
     print(
         f"plan_load_worst: max_s={slowest:.2f} max_mb={biggest:.0f} "
         f"(shape={slowest_name}, {biggest_name})"

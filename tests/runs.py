@@ -19,7 +19,8 @@ import psutil
 from claude_runner import proc
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
-from claude_runner.plan.resolved import AgentControls, ResolvedPlan
+from claude_runner.plan.resolved import Controls, Rehearse, ResolvedPlan, ResolvedTask, Retries
+from claude_runner.plan.values import DEFAULT_RETRY_ON, DEFAULT_WHEN
 from claude_runner.rehearsal import Rehearsal
 from claude_runner.runtime import Runtime
 from tests import fake_agent
@@ -31,7 +32,8 @@ DRIVER = r"""
 import json, os, signal, sys, threading
 from pathlib import Path
 from claude_runner.plan.models import Plan, resolve
-from claude_runner.plan.resolved import AgentControls, ResolvedPlan
+from claude_runner.plan.resolved import Controls, Rehearse, ResolvedPlan, ResolvedTask, Retries
+from claude_runner.plan.values import DEFAULT_RETRY_ON, DEFAULT_WHEN
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.rehearsal import Rehearsal
 from claude_runner.runtime import Runtime
@@ -182,16 +184,78 @@ def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def fast_retries(max: int = 2) -> Retries:
+    """The default retry kinds with backoffs short enough for a test."""
+    return Retries(max=max, on=DEFAULT_RETRY_ON, backoff_base_s=0.05, backoff_max_s=0.1)
+
+
 def tuned(
     plan: dict[str, Any], *, top: dict[str, Any] | None = None, **fields: Any
 ) -> ResolvedPlan:
-    """A v1 plan resolved, then given v2 settings: ``fields`` on every task (a
-    ``controls`` mapping becomes AgentControls), ``top`` on the plan."""
+    """A v1 plan resolved, then given v2 settings (v2 defaults where none is given) on
+    every task: test-friendly names (``timeout``, ``idle_timeout`` in seconds, fractions
+    allowed; ``controls`` a mapping with an optional ``env``; ``output_schema`` and
+    ``rehearse`` as plain data) become the resolved fields; ``top`` sets plan fields
+    (``timeout`` in seconds, ``max_concurrency``, ``budget_usd``)."""
     resolved = resolve(Plan.model_validate(plan))
-    if isinstance(fields.get("controls"), dict):
-        fields["controls"] = AgentControls(**fields["controls"])
+    fields.setdefault("when", DEFAULT_WHEN)
+    renames = {"timeout": "timeout_s", "idle_timeout": "idle_timeout_s"}
+    task_fields = {renames.get(k, k): v for k, v in fields.items()}
+    controls = task_fields.pop("controls", None)
+    if isinstance(controls, dict):
+        controls = dict(controls)
+        task_fields["env"] = tuple(sorted(controls.pop("env", {}).items()))
+        normal: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in controls.items()
+        }
+        task_fields["controls"] = Controls(**normal)
+    elif controls is not None:
+        task_fields["controls"] = controls
+    if "output_schema" in task_fields:
+        task_fields["output_schema_json"] = json.dumps(task_fields.pop("output_schema"))
+    if "rehearse" in task_fields:
+        task_fields["rehearse"] = rehearse_of(task_fields["rehearse"])
     stages = tuple(
-        dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **fields) for t in s.tasks))
+        dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, **task_fields) for t in s.tasks))
         for s in resolved.stages
     )
-    return dataclasses.replace(resolved, stages=stages, version="v2", **(top or {}))
+    plan_fields = {
+        renames.get(k, k + "_s" if k == "timeout" else k): v for k, v in (top or {}).items()
+    }
+    return dataclasses.replace(resolved, stages=stages, version="v2", **plan_fields)
+
+
+def rehearse_of(data: dict[str, Any] | None) -> Rehearse | None:
+    """A ``rehearse:`` mapping resolved as the v2 loader does."""
+    if data is None:
+        return None
+    from claude_runner.plan.cascade import _rehearse  # noqa: PLC0415
+    from claude_runner.plan.models_v2 import RehearseSpec  # noqa: PLC0415
+
+    return _rehearse(RehearseSpec.model_validate(data))
+
+
+def set_task(plan: ResolvedPlan, key: tuple[str, str], **fields: Any) -> ResolvedPlan:
+    """The plan with one task's fields replaced (test-friendly names as in ``tuned``)."""
+    if "output_schema" in fields:
+        fields["output_schema_json"] = json.dumps(fields.pop("output_schema"))
+    if "rehearse" in fields:
+        fields["rehearse"] = rehearse_of(fields["rehearse"])
+    if isinstance(fields.get("controls"), dict):
+        fields["controls"] = Controls(**fields["controls"])
+
+    def task_of(t: ResolvedTask) -> ResolvedTask:
+        return dataclasses.replace(t, **fields) if t.key == key else t
+
+    stages = tuple(
+        dataclasses.replace(s, tasks=tuple(task_of(t) for t in s.tasks)) for s in plan.stages
+    )
+    return dataclasses.replace(plan, stages=stages)
+
+
+def v2_plan(data: dict[str, Any]) -> ResolvedPlan:
+    """A v2 plan given as plain data, through the real loader (models, graph, rules)."""
+    from claude_runner.plan.loader import load_plan_bytes  # noqa: PLC0415
+
+    body = {"version": "v2", **data}
+    return resolve(load_plan_bytes(json.dumps(body).encode(), "plan.yml"))

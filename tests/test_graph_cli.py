@@ -4,28 +4,16 @@ controls reaching the CLI."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from claude_runner.plan.resolved import AgentControls, Check, ResolvedPlan, ResolvedTask
+from claude_runner.plan.resolved import Check, Controls
 from tests.fakeapi import FakeMessagesAPI, Text, ToolUse, first_user_text
-from tests.runs import Runner, of_type, plan_of, result_of, task, tuned
+from tests.runs import Runner, of_type, plan_of, result_of, set_task, task, tuned, v2_plan
 
 pytestmark = pytest.mark.cli
-
-
-def _set(plan: ResolvedPlan, key: tuple[str, str], **fields: Any) -> ResolvedPlan:
-    def task_of(t: ResolvedTask) -> ResolvedTask:
-        return dataclasses.replace(t, **fields) if t.key == key else t
-
-    stages = tuple(
-        dataclasses.replace(s, tasks=tuple(task_of(t) for t in s.tasks)) for s in plan.stages
-    )
-    return dataclasses.replace(plan, stages=stages)
 
 
 def test_a_check_that_fails_once_then_passes_in_the_same_session(
@@ -38,7 +26,7 @@ def test_a_check_that_fails_once_then_passes_in_the_same_session(
         Text("fixed"),
     )
     plan = tuned(plan_of({"id": "s", "tasks": [{"id": "g", "prompt": "gate-task"}]}))
-    plan = _set(plan, ("s", "g"), check=Check(run="test -f done.txt", attempts=3, timeout=60))
+    plan = set_task(plan, ("s", "g"), check=Check(run="test -f done.txt", attempts=3, timeout_s=60))
     code, events = cli.run(plan)
     g = task(events, "s", "g")
     assert code == 0, g
@@ -64,7 +52,9 @@ def test_a_check_that_fails_once_then_passes_in_the_same_session(
 def test_a_check_that_never_passes_fails_the_task(cli: Runner, fake_api: FakeMessagesAPI) -> None:
     fake_api.on("stubborn", Text("done"))
     plan = tuned(plan_of({"id": "s", "tasks": [{"id": "g", "prompt": "stubborn"}]}))
-    plan = _set(plan, ("s", "g"), check=Check(run="echo nope; exit 3", attempts=2, timeout=60))
+    plan = set_task(
+        plan, ("s", "g"), check=Check(run="echo nope; exit 3", attempts=2, timeout_s=60)
+    )
     code, events = cli.run(plan)
     g = task(events, "s", "g")
     assert code == 1
@@ -87,7 +77,7 @@ def test_a_condition_skips_with_the_real_cli(cli: Runner, fake_api: FakeMessages
             }
         )
     )
-    plan = _set(plan, ("review", "fixer"), when="tasks.reviewer.status == 'failed'")
+    plan = set_task(plan, ("review", "fixer"), when="tasks.reviewer.status == 'failed'")
     code, events = cli.run(plan)
     assert code == 0
     fixer = task(events, "review", "fixer")
@@ -101,7 +91,7 @@ def test_max_turns_reaches_the_cli_and_ends_the_task(
 ) -> None:
     fake_api.on("busy", ToolUse("Bash", {"command": "echo again"}))  # never finishes
     plan = tuned(plan_of({"id": "s", "tasks": [{"id": "b", "prompt": "busy"}]}))
-    plan = _set(plan, ("s", "b"), controls=AgentControls(max_turns=2))
+    plan = set_task(plan, ("s", "b"), controls=Controls(max_turns=2))
     code, events = cli.run(plan)
     b = task(events, "s", "b")
     assert code == 1
@@ -115,14 +105,25 @@ def test_max_turns_reaches_the_cli_and_ends_the_task(
 
 def test_agent_controls_reach_the_cli(cli: Runner, fake_api: FakeMessagesAPI) -> None:
     fake_api.on("controlled", Text("ok"))
-    controls = AgentControls(
-        disallowed_tools=("WebFetch", "WebSearch"),
-        append_system_prompt="Answer in haiku.",
-        env={"MY_SETTING": "on"},
-    )
-    plan = tuned(
-        plan_of({"id": "s", "tasks": [{"id": "c", "prompt": "controlled"}]}, verbosity="vv"),
-        controls=controls,
+    # Through the real loader: the v2 keys as a user writes them.
+    plan = v2_plan(
+        {
+            "defaults": {"verbosity": "vv"},
+            "stages": [
+                {
+                    "id": "s",
+                    "tasks": [
+                        {
+                            "id": "c",
+                            "prompt": "controlled",
+                            "disallowed_tools": ["WebFetch", "WebSearch"],
+                            "append_system_prompt": "Answer in haiku.",
+                            "env": {"MY_SETTING": "on"},
+                        }
+                    ],
+                }
+            ],
+        }
     )
     code, events = cli.run(plan)
     assert code == 0, result_of(events)

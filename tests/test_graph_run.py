@@ -1,70 +1,43 @@
 """The v2 task graph at run time, with the fault agent: needs that propagate failures,
 conditions, fan-out from a literal list or an upstream output, templates, always() after
-fail_fast. (The same with the real CLI: tests/test_graph_cli.py.)"""
+fail_fast. Plans go through the real loader. (With the real CLI: test_graph_cli.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
-from claude_runner.plan.resolved import ResolvedPlan, ResolvedStage, ResolvedTask
-from tests.runs import Runner, of_type, plan_of, result_of, task, tuned
+from tests.runs import Runner, of_type, result_of, task, v2_plan
 
 
 def _task(tid: str, prompt: str, **extra: Any) -> dict[str, Any]:
     return {"id": tid, "prompt": prompt, **extra}
 
 
-def _set(plan: ResolvedPlan, key: tuple[str, str], **fields: Any) -> ResolvedPlan:
-    """The plan with one task's fields replaced."""
-
-    def task_of(t: ResolvedTask) -> ResolvedTask:
-        return dataclasses.replace(t, **fields) if t.key == key else t
-
-    stages = tuple(
-        dataclasses.replace(s, tasks=tuple(task_of(t) for t in s.tasks)) for s in plan.stages
-    )
-    return dataclasses.replace(plan, stages=stages)
-
-
-def _stage_needs(
-    plan: ResolvedPlan, stage_id: str, needs: tuple[tuple[str, str], ...]
-) -> ResolvedPlan:
-    def stage_of(s: ResolvedStage) -> ResolvedStage:
-        return dataclasses.replace(s, needs=needs) if s.id == stage_id else s
-
-    return dataclasses.replace(plan, stages=tuple(stage_of(s) for s in plan.stages))
-
-
 def test_failures_propagate_to_dependents_only(runner: Runner) -> None:
-    plan = tuned(
-        plan_of(
-            {
-                "id": "a",
-                "tasks": [_task("bad", "error"), _task("good", "ok")],
-                "mode": "parallel",
-                "workspace": "snapshot_ro",
-            },
-            {
-                "id": "b",
-                "tasks": [
-                    _task("after-bad", "ok"),
-                    _task("after-good", "ok"),
-                    _task("fixer", "ok"),
-                    _task("notify", "ok"),
-                ],
-                "mode": "parallel",
-                "workspace": "snapshot_ro",
-            },
-            on_error="continue",
-        )
+    plan = v2_plan(
+        {
+            "defaults": {"on_error": "continue", "workspace": "snapshot_ro", "retries": 0},
+            "stages": [
+                {
+                    "id": "a",
+                    "mode": "parallel",
+                    "tasks": [_task("bad", "error"), _task("good", "ok")],
+                },
+                {
+                    "id": "b",
+                    "mode": "parallel",
+                    "needs": [],
+                    "tasks": [
+                        _task("after-bad", "ok", needs=["a/bad"]),
+                        _task("after-good", "ok", needs=["a/good"]),
+                        _task("fixer", "ok", needs=["after-bad"], when="failure()"),
+                        _task("notify", "ok", needs=["a/bad"], when="${{ always() }}"),
+                    ],
+                },
+            ],
+        }
     )
-    plan = _stage_needs(plan, "b", ())
-    plan = _set(plan, ("b", "after-bad"), needs=(("a", "bad"),))
-    plan = _set(plan, ("b", "after-good"), needs=(("a", "good"),))
-    plan = _set(plan, ("b", "fixer"), needs=(("b", "after-bad"),), when="failure()")
-    plan = _set(plan, ("b", "notify"), needs=(("a", "bad"),), when="${{ always() }}")
     code, events = runner.run(plan)
     status = {t["task_id"]: (t["status"], t["failure_kind"]) for t in result_of(events)["tasks"]}
     assert code == 1
@@ -80,10 +53,20 @@ def test_failures_propagate_to_dependents_only(runner: Runner) -> None:
 
 
 def test_a_false_condition_skips_without_failing_the_run(runner: Runner) -> None:
-    plan = tuned(
-        plan_of({"id": "s", "tasks": [_task("a", "ok"), _task("b", "ok"), _task("c", "ok")]})
+    plan = v2_plan(
+        {
+            "stages": [
+                {
+                    "id": "s",
+                    "tasks": [
+                        _task("a", "ok"),
+                        _task("b", "ok", when="tasks.a.status == 'failed'"),
+                        _task("c", "ok"),
+                    ],
+                }
+            ]
+        }
     )
-    plan = _set(plan, ("s", "b"), when="tasks.a.status == 'failed'")
     code, events = runner.run(plan)
     assert code == 0
     b, c = task(events, "s", "b"), task(events, "s", "c")
@@ -95,23 +78,38 @@ def test_a_false_condition_skips_without_failing_the_run(runner: Runner) -> None
 
 def test_fan_out_from_an_upstream_output_and_results_downstream(runner: Runner) -> None:
     modules = ["alpha", "beta", "gamma"]
-    plan = tuned(
-        plan_of(
-            {
-                "id": "plan",
-                "tasks": [_task("planner", "output " + json.dumps({"modules": modules}))],
-            },
-            {
-                "id": "port",
-                "tasks": [_task("port", "ok ${{ item }} ${{ index }}")],
-                "mode": "parallel",
-                "workspace": "snapshot_ro",
-            },
-            {"id": "review", "tasks": [_task("reviewer", "ok ${{ toJSON(tasks.port.results) }}")]},
-        )
+    plan = v2_plan(
+        {
+            "stages": [
+                {
+                    "id": "plan",
+                    "tasks": [
+                        _task(
+                            "planner",
+                            "output " + json.dumps({"modules": modules}),
+                            output_schema={"type": "object"},
+                        )
+                    ],
+                },
+                {
+                    "id": "port",
+                    "mode": "parallel",
+                    "workspace": "snapshot_ro",
+                    "tasks": [
+                        _task(
+                            "port",
+                            "ok ${{ item }} ${{ index }}",
+                            for_each="${{ tasks.planner.output.modules }}",
+                        )
+                    ],
+                },
+                {
+                    "id": "review",
+                    "tasks": [_task("reviewer", "ok ${{ toJSON(tasks.port.results) }}")],
+                },
+            ]
+        }
     )
-    plan = _set(plan, ("plan", "planner"), output_schema={"type": "object"})
-    plan = _set(plan, ("port", "port"), for_each="${{ tasks.planner.output.modules }}")
     code, events = runner.run(plan)
     assert code == 0, result_of(events)
     tasks = result_of(events)["tasks"]
@@ -126,16 +124,15 @@ def test_fan_out_from_an_upstream_output_and_results_downstream(runner: Runner) 
     assert [e["instance_of"] for e in starts] == ["port"] * 3
     # The reviewer saw the three results as one JSON list.
     expected = "ok " + json.dumps([t["result"] for t in ports], separators=(",", ":"))
-    assert (
-        task(events, "review", "reviewer")["result"]
-        == f"done: prompt of {len(expected)} characters"
-    )
+    reviewer = task(events, "review", "reviewer")
+    assert reviewer["result"] == f"done: prompt of {len(expected)} characters"
     assert task(events, "port", "port[1]")["workspace"].endswith("/tasks/port/port[1]/workspace")
 
 
 def test_an_empty_fan_out_lets_dependents_run(runner: Runner) -> None:
-    plan = tuned(plan_of({"id": "s", "tasks": [_task("each", "ok"), _task("after", "ok")]}))
-    plan = _set(plan, ("s", "each"), for_each=())
+    plan = v2_plan(
+        {"stages": [{"id": "s", "tasks": [_task("each", "ok", for_each=[]), _task("after", "ok")]}]}
+    )
     code, events = runner.run(plan)
     assert code == 0
     each = task(events, "s", "each")
@@ -148,15 +145,16 @@ def test_an_empty_fan_out_lets_dependents_run(runner: Runner) -> None:
 
 
 def test_always_runs_after_fail_fast_and_the_rest_is_skipped(runner: Runner) -> None:
-    plan = tuned(
-        plan_of(
-            {"id": "a", "tasks": [_task("bad", "error")]},
-            {"id": "b", "tasks": [_task("next", "ok")]},
-            {"id": "c", "tasks": [_task("summary", "ok")]},
-        )
+    plan = v2_plan(
+        {
+            "defaults": {"retries": 0},
+            "stages": [
+                {"id": "a", "tasks": [_task("bad", "error")]},
+                {"id": "b", "tasks": [_task("next", "ok")]},
+                {"id": "c", "needs": ["a/bad"], "tasks": [_task("summary", "ok", when="always()")]},
+            ],
+        }
     )
-    plan = _stage_needs(plan, "c", (("a", "bad"),))
-    plan = _set(plan, ("c", "summary"), when="always()")
     code, events = runner.run(plan)
     assert code == 1
     assert task(events, "b", "next")["status"] == "skipped"
@@ -164,8 +162,31 @@ def test_always_runs_after_fail_fast_and_the_rest_is_skipped(runner: Runner) -> 
 
 
 def test_a_bad_template_fails_only_its_task(runner: Runner) -> None:
-    plan = tuned(plan_of({"id": "s", "tasks": [_task("a", "ok ${{ fromJSON('not json') }}")]}))
+    plan = v2_plan(
+        {"stages": [{"id": "s", "tasks": [_task("a", "ok ${{ fromJSON('not json') }}")]}]}
+    )
     code, events = runner.run(plan)
     a = task(events, "s", "a")
     assert code == 1
     assert (a["status"], a["failure_kind"]) == ("failed", "setup_failed")
+    assert "fromJSON" in a["reason"]
+
+
+def test_two_wide_v1_stages_meet_at_one_barrier(runner: Runner) -> None:
+    # A v1 stage after a wide one waits for all of it; the graph holds that with one
+    # barrier node instead of every pair of tasks.
+    wide = [{"id": f"t{i}", "prompt": "ok"} for i in range(20)]
+    plan = {
+        "version": "v1",
+        "stages": [
+            {"id": "a", "mode": "parallel", "workspace": "snapshot_ro", "tasks": wide},
+            {"id": "b", "mode": "parallel", "workspace": "snapshot_ro", "tasks": wide},
+        ],
+    }
+    code, events = runner.run(plan)
+    assert code == 0
+    order = [(e["type"].split(".")[-1], e.get("stage_id")) for e in events]
+    last_a = max(i for i, (t, s) in enumerate(order) if t == "task_finish" and s == "a")
+    first_b = min(i for i, (t, s) in enumerate(order) if t == "task_start" and s == "b")
+    assert last_a < first_b
+    assert task(events, "b", "t0")["needs"] == ["20 tasks before stage b"]

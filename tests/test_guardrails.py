@@ -9,10 +9,19 @@ from pathlib import Path
 import pytest
 
 from claude_runner.pipeline import scheduler
-from claude_runner.plan.resolved import Retries
-from tests.runs import Runner, marked_processes, of_type, plan_of, result_of, stage, task, tuned
+from tests.runs import (
+    Runner,
+    fast_retries,
+    marked_processes,
+    of_type,
+    plan_of,
+    result_of,
+    stage,
+    task,
+    tuned,
+)
 
-FAST = Retries(max=2, backoff_base=0.05, backoff_max=0.1)
+FAST = fast_retries(2)
 
 
 def test_an_attempt_that_runs_too_long_is_stopped(runner: Runner) -> None:
@@ -30,7 +39,7 @@ def test_silence_is_an_idle_timeout_and_steady_output_is_not(runner: Runner) -> 
         stage("s", "silent", "drip 8 0.1", mode="parallel", workspace="snapshot_ro"),
         on_error="continue",
     )
-    code, events = runner.run(tuned(plan, idle_timeout=0.6, retries=Retries(max=0)))
+    code, events = runner.run(tuned(plan, idle_timeout=0.6, retries=fast_retries(0)))
     assert code == 1
     silent, dripping = task(events, "s", "t0"), task(events, "s", "t1")
     assert (silent["status"], silent["failure_kind"]) == ("failed", "idle_timeout")

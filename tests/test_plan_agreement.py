@@ -8,6 +8,7 @@ shipped patterns also match the same strings in ECMA-262 and in Python's ``re``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from tests.schema_js import Ajv
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = REPO / "tests" / "data" / "plans"
-SCHEMAS = [REPO / "schema" / "plan-v1.schema.json"]
+SCHEMAS = [REPO / "schema" / "plan-v1.schema.json", REPO / "schema" / "plan-v2.schema.json"]
 CORPUS = sorted((PLANS / "valid").glob("*.yaml")) + sorted((PLANS / "invalid").glob("*.yaml"))
 
 # What only the loader can refuse, by a part of its message. A JSON Schema cannot say:
@@ -53,6 +54,21 @@ LOADER_ONLY = (
     "expected a whole number, got",
     # lengths in UTF-8 bytes (a schema counts characters)
     "is longer than a file system allows",
+    "a program argument holds at most",
+    "bytes together",
+    # v2: the graph (refs resolve across the plan, no cycles, bounded edges)
+    "needs '",
+    "needs itself",
+    "the needs form a cycle",
+    "tasks in all, the limit",
+    # v2: templates (until the expression parser, their structure), fan-out size
+    "is not closed by",
+    "the expression at character",
+    "when is one expression",
+    "for_each is a list, or one",
+    "for_each lists",
+    # v2: a duration's string form has no upper bound a pattern could state
+    "longer than a week",
 )
 
 
@@ -64,9 +80,11 @@ def ajv() -> Iterator[Ajv]:
 
 
 @pytest.fixture(scope="module")
-def python_validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMAS[0].read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+def python_validator() -> list[jsonschema.protocols.Validator]:
+    return [
+        jsonschema.Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
+        for path in SCHEMAS
+    ]
 
 
 def _json_safe(value: object) -> bool:
@@ -89,7 +107,7 @@ def _loader_problems(path: Path) -> list[str]:
 
 
 def _check_agreement(
-    path: Path, ajv: Ajv, python_validator: jsonschema.protocols.Validator
+    path: Path, ajv: Ajv, python_validator: list[jsonschema.protocols.Validator]
 ) -> None:
     try:
         doc = read_yaml(path.read_text(encoding="utf-8"))
@@ -97,8 +115,10 @@ def _check_agreement(
         return  # not YAML: no data for a schema to judge
     if doc is None or not _json_safe(doc.data):
         return
-    js_errors = ajv.errors(0, doc.data)
-    py_errors = [e.message for e in python_validator.iter_errors(doc.data)]  # type: ignore[arg-type]
+    # The loader reads a plan by v2's models unless it says version: v1: so does this.
+    schema = 0 if isinstance(doc.data, dict) and doc.data.get("version") == "v1" else 1
+    js_errors = ajv.errors(schema, doc.data)
+    py_errors = [e.message for e in python_validator[schema].iter_errors(doc.data)]  # type: ignore[arg-type]
     assert bool(js_errors) == bool(py_errors), (path.name, js_errors, py_errors)
     problems = _loader_problems(path)
     if js_errors:
@@ -110,7 +130,7 @@ def _check_agreement(
 
 @pytest.mark.parametrize("plan", CORPUS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_the_corpus_gets_one_verdict(
-    plan: Path, ajv: Ajv, python_validator: jsonschema.protocols.Validator
+    plan: Path, ajv: Ajv, python_validator: list[jsonschema.protocols.Validator]
 ) -> None:
     _check_agreement(plan, ajv, python_validator)
 
@@ -140,27 +160,76 @@ prompt_source = st.one_of(
     st.fixed_dictionaries({"prompt": st.sampled_from(["do it", "Résumé ✓"])}),
     st.fixed_dictionaries({"prompt_file": st.sampled_from(["p.md", "./a/b.md"])}),
 )
-tasks = st.builds(
-    lambda head, source: {**head, **source},
-    st.fixed_dictionaries(
-        {"id": ids},
-        optional={**SETTINGS, "read_only": st.booleans(), "allow_shared_writes": st.booleans()},
+durations = st.sampled_from([0, 90, "90s", "30m", "1h30m", "2h", None])
+V2_SETTINGS = {
+    "model": st.sampled_from(["sonnet", "haiku", "claude-opus-4-1", None]),
+    "timeout": durations,
+    "idle_timeout": durations,
+    "retries": st.sampled_from(
+        [0, 3, {"max": 1}, {"on": ["crash"], "backoff": {"base": "1s"}}, None]
     ),
-    prompt_source,
+    "max_budget_usd": st.sampled_from([0.5, 3, None]),
+    "max_turns": st.sampled_from([1, 50, None]),
+    "allowed_tools": st.sampled_from([["Read"], ["Bash(git *)", "Edit"], None]),
+    "permission_mode": st.sampled_from(["plan", "acceptEdits", None]),
+    "effort": st.sampled_from(["low", "max", None]),
+    "mcp_config": st.sampled_from(["mcp.json", {"mcpServers": {}}, None]),
+    "env": st.sampled_from([{"A": "x", "B": None}, {"T": "${{ env.T }}"}, None]),
+    "check": st.sampled_from(["make test", {"run": "pytest", "attempts": 2}, None]),
+    "rehearse": st.sampled_from([{"result": "ok"}, {"error": 529, "errors_before_success": 1}]),
+}
+TASK_V2 = {
+    "needs": st.lists(st.sampled_from(["a", "b", "t", "a/t", "b/*", "s-1"]), max_size=2),
+    "when": st.sampled_from([True, "always()", "${{ success() }}", None]),
+    "for_each": st.sampled_from([["x", "y"], "${{ tasks.t.output.items }}", None]),
+    "max_instances": st.sampled_from([1, 64, None]),
+    "output_schema": st.sampled_from([{"type": "object"}, {"type": "array", "items": {}}]),
+}
+
+
+def _tasks(extra: dict[str, Any]) -> Any:
+    return st.builds(
+        lambda head, source: {**head, **source},
+        st.fixed_dictionaries(
+            {"id": ids},
+            optional={
+                **SETTINGS,
+                "read_only": st.booleans(),
+                "allow_shared_writes": st.booleans(),
+                **extra,
+            },
+        ),
+        prompt_source,
+    )
+
+
+def _plans(version: str, settings: dict[str, Any], task: dict[str, Any]) -> Any:
+    stage_extra = {"needs": TASK_V2["needs"]} if version == "v2" else {}
+    stages = st.fixed_dictionaries(
+        {"id": ids, "tasks": st.lists(_tasks({**settings, **task}), min_size=1, max_size=3)},
+        optional={
+            **SETTINGS,
+            **settings,
+            **stage_extra,
+            "mode": st.sampled_from(["sequential", "parallel"]),
+            "max_parallel": st.sampled_from([1, 4, None]),
+        },
+    )
+    top = {"max_concurrency": st.sampled_from([1, 8]), "budget_usd": st.just(10)}
+    return st.fixed_dictionaries(
+        {"version": st.just(version), "stages": st.lists(stages, min_size=1, max_size=3)},
+        optional={
+            "defaults": st.fixed_dictionaries({}, optional={**SETTINGS, **settings}),
+            **(top if version == "v2" else {}),
+        },
+    )
+
+
+valid_plans = st.one_of(_plans("v1", {}, {}), _plans("v2", V2_SETTINGS, TASK_V2))
+KEYS = sorted(
+    {*SETTINGS, *V2_SETTINGS, *TASK_V2, "id", "prompt", "prompt_file", "read_only", "mode"}
+    | {"max_parallel", "version", "max_concurrency"}
 )
-stages = st.fixed_dictionaries(
-    {"id": ids, "tasks": st.lists(tasks, min_size=1, max_size=3)},
-    optional={
-        **SETTINGS,
-        "mode": st.sampled_from(["sequential", "parallel"]),
-        "max_parallel": st.sampled_from([1, 4, None]),
-    },
-)
-valid_plans = st.fixed_dictionaries(
-    {"version": st.just("v1"), "stages": st.lists(stages, min_size=1, max_size=3)},
-    optional={"defaults": st.fixed_dictionaries({}, optional=SETTINGS)},
-)
-KEYS = sorted({*SETTINGS, "id", "prompt", "prompt_file", "read_only", "mode", "max_parallel"})
 
 
 def _containers(value: object) -> list[dict[str, Any] | list[Any]]:
@@ -175,7 +244,8 @@ def _containers(value: object) -> list[dict[str, Any] | list[Any]]:
 @st.composite
 def plans(draw: st.DrawFn) -> dict[str, Any]:
     """A valid plan with up to two mutations: a value replaced, a key removed or added."""
-    plan: dict[str, Any] = draw(valid_plans)
+    # A copy: sampled values are shared objects, and the mutations below change them.
+    plan: dict[str, Any] = copy.deepcopy(draw(valid_plans))
     for _ in range(draw(st.integers(min_value=0, max_value=2))):
         target = draw(st.sampled_from(_containers(plan)))
         if isinstance(target, list):
@@ -198,7 +268,7 @@ def test_generated_plans_get_one_verdict(
     tmp_path_factory: pytest.TempPathFactory,
     plan: dict[str, object],
     ajv: Ajv,
-    python_validator: jsonschema.protocols.Validator,
+    python_validator: list[jsonschema.protocols.Validator],
 ) -> None:
     path = tmp_path_factory.mktemp("plan") / "plan.yaml"
     path.write_text(yaml12(plan), encoding="utf-8")
@@ -209,6 +279,7 @@ def test_generated_plans_get_one_verdict(
 
 PATTERNS = {
     "id": rules.ID_SCHEMA_PATTERN,
+    "dir": rules.DIR_PATTERN,
     "text": rules.TEXT_PATTERN,
     "clean": rules.CLEAN_TEXT_PATTERN,
     "prompt_path": rules.PROMPT_PATH_PATTERN,

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from claude_runner.errors import PlanError, Problem
 from claude_runner.plan.loader import load_plan
 from claude_runner.plan.models import Plan, resolve
+from claude_runner.plan.models_v2 import PlanV2
 
 PLANS = Path(__file__).parent / "data" / "plans"
 
@@ -34,7 +35,7 @@ def only(tmp_path: Path, text: str) -> Problem:
     return found[0]
 
 
-def load(tmp_path: Path, text: str) -> Plan:
+def load(tmp_path: Path, text: str) -> Plan | PlanV2:
     return load_plan(_write(tmp_path, text))
 
 
@@ -55,10 +56,15 @@ def test_version_v1_is_accepted(tmp_path: Path) -> None:
     assert load(tmp_path, ONE_TASK).version == "v1"
 
 
-def test_any_other_version_is_rejected_at_its_line(tmp_path: Path) -> None:
-    p = only(tmp_path, ONE_TASK.replace("version: v1", "version: v2"))
+def test_version_v2_is_accepted(tmp_path: Path) -> None:
+    assert load(tmp_path, ONE_TASK.replace("version: v1", "version: v2")).version == "v2"
+
+
+@pytest.mark.parametrize("version", ["v3", "'1'", "V1"])
+def test_any_other_version_is_rejected_at_its_line(tmp_path: Path, version: str) -> None:
+    p = only(tmp_path, ONE_TASK.replace("version: v1", f"version: {version}"))
     assert (p.line, p.column, p.location) == (1, 10, "version")
-    assert "'v2' is not allowed; use 'v1'" in p.message
+    assert p.message.endswith("is not a plan version; use v1 or v2")
 
 
 # --- closed models ----------------------------------------------------------------------

@@ -169,11 +169,15 @@ scalars = st.one_of(
     st.integers(),
     st.floats(allow_nan=False),
     st.sampled_from(["v1", "parallel", "shared", "opus", "json", "t", "s", "../x", ""]),
+    st.sampled_from(["v2", "1h30m", "s/t", "s/*", "${{ x }}", "${{", "crash", "plan"]),
 )
 keys = st.sampled_from(
     [
         *("version", "stages", "defaults", "id", "tasks", "prompt", "prompt_file", "mode"),
         *("max_parallel", "read_only", "allow_shared_writes", "workspace", "model", "x"),
+        *("needs", "when", "for_each", "max_instances", "output_schema", "timeout", "retries"),
+        *("check", "run", "attempts", "env", "rehearse", "error", "tools", "bash", "on"),
+        *("mcp_config", "settings", "allowed_tools", "max_concurrency", "budget_usd"),
     ]
 )
 trees = st.recursive(
@@ -186,6 +190,7 @@ trees = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=st.dictionaries(keys, trees, max_size=4))
 def test_any_structure_loads_or_fails_with_located_problems(tmp_path: Path, tree: object) -> None:
+    """v1 and v2 keys anywhere, any values: a plan or located problems, never a crash."""
     path = tmp_path / "plan.yaml"
     path.write_text(yaml12(tree), encoding="utf-8")
     outcome = _attempt(lambda: load_plan(path))

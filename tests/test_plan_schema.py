@@ -8,33 +8,49 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from claude_runner import proc
 from claude_runner.plan.loader import load_plan
 from claude_runner.plan.models import resolve
-from claude_runner.plan.schema import SCHEMA_DIALECT, dry_run_document, plan_json_schema
+from claude_runner.plan.schema import (
+    SCHEMA_DIALECT,
+    dry_run_document,
+    plan_json_schema,
+    schema_text,
+)
 from tests.conftest import REPO, RunRunner
 
-SCHEMA_FILE = REPO / "schema" / "plan-v1.schema.json"
+SCHEMA_DIR = REPO / "schema"
 VALID = REPO / "tests" / "data" / "plans" / "valid"
-REGENERATE = "uv run python -m claude_runner.plan.schema > schema/plan-v1.schema.json"
 
 
-def test_shipped_schema_matches_the_models() -> None:
-    shipped = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    assert shipped == plan_json_schema(), f"schema file drifted; regenerate: {REGENERATE}"
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_shipped_schemas_match_the_models(version: str) -> None:
+    shipped = (SCHEMA_DIR / f"plan-{version}.schema.json").read_text(encoding="utf-8")
+    regenerate = (
+        f"uv run python -m claude_runner.plan.schema {version} > schema/plan-{version}.schema.json"
+    )
+    assert shipped == schema_text(version), f"schema file drifted; regenerate: {regenerate}"
 
 
-def test_schema_is_draft_2020_12_with_an_id_and_a_title() -> None:
-    schema = plan_json_schema()
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_schema_is_draft_2020_12_with_an_id_and_a_title(version: str) -> None:
+    schema = plan_json_schema(version)
     assert schema["$schema"] == SCHEMA_DIALECT == "https://json-schema.org/draft/2020-12/schema"
-    assert isinstance(schema["$id"], str)
-    assert schema["title"] == "claude-runner pipeline plan v1"
+    assert schema["$id"] == f"urn:claude-runner:schema:plan-{version}"
+    assert schema["title"] == f"claude-runner pipeline plan {version}"
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
+def test_the_default_schema_is_v2_and_no_other_version_has_one() -> None:
+    assert plan_json_schema() == plan_json_schema("v2")
+    with pytest.raises(ValueError, match="no schema for plan version 'v3'; use v1 or v2"):
+        plan_json_schema("v3")
+
+
 def test_schema_accepts_the_verbosity_aliases_the_loader_accepts() -> None:
-    validator = jsonschema.Draft202012Validator(plan_json_schema())
+    validator = jsonschema.Draft202012Validator(plan_json_schema("v1"))
     for value in ("text", "v", "vv", "json", "stream-json", "stream_json"):
         plan = {
             "version": "v1",
@@ -44,23 +60,58 @@ def test_schema_accepts_the_verbosity_aliases_the_loader_accepts() -> None:
         assert not list(validator.iter_errors(plan)), value
 
 
+V1_TASK: dict[str, object] = {
+    "when": "always()",
+    "for_each": None,
+    "max_instances": 64,
+    "timeout_s": None,
+    "idle_timeout_s": None,
+    "retries": {"max": 0, "on": [], "backoff_base_s": 0, "backoff_max_s": 0},
+    "check": None,
+    "output_schema": None,
+    "env": [],
+    "controls": {
+        "max_budget_usd": None,
+        "max_turns": None,
+        "allowed_tools": None,
+        "disallowed_tools": None,
+        "permission_mode": None,
+        "append_system_prompt": None,
+        "mcp_config": None,
+        "add_dirs": None,
+        "effort": None,
+        "fallback_model": None,
+        "settings": None,
+    },
+    "rehearse": None,
+}
+
+
 def test_dry_run_document_of_the_seed_example() -> None:
     path = VALID / "seed_example.yaml"
     doc = dry_run_document(resolve(load_plan(path)), plan_path=path)
-    common = {"model": "opus", "verbosity": "vv", "on_error": "fail_fast"}
+    common = {"model": "opus", "verbosity": "vv", "on_error": "fail_fast", **V1_TASK}
     assert doc == {
         "format": "claude-runner.dry-run.v1",
         "plan": str(path),
         "version": "v1",
+        "max_concurrency": None,
+        "timeout_s": None,
+        "budget_usd": None,
+        "layers": 2,
         "stages": [
             {
                 "id": "analyze",
                 "mode": "sequential",
                 "max_parallel": None,
                 "on_error": "fail_fast",
+                "needs": [],
                 "tasks": [
                     {
                         "id": "inspect",
+                        "line": 12,
+                        "needs": [],
+                        "layer": 0,
                         **common,
                         "workspace": "shared",
                         "read_only": False,
@@ -74,9 +125,13 @@ def test_dry_run_document_of_the_seed_example() -> None:
                 "mode": "parallel",
                 "max_parallel": 2,
                 "on_error": "fail_fast",
+                "needs": ["analyze/inspect"],
                 "tasks": [
                     {
                         "id": "code",
+                        "line": 19,
+                        "needs": ["analyze/inspect"],
+                        "layer": 1,
                         **common,
                         "workspace": "worktree",
                         "read_only": False,
@@ -85,6 +140,9 @@ def test_dry_run_document_of_the_seed_example() -> None:
                     },
                     {
                         "id": "tests",
+                        "line": 22,
+                        "needs": ["analyze/inspect"],
+                        "layer": 1,
                         **common,
                         "workspace": "shared",
                         "read_only": True,
@@ -114,6 +172,16 @@ def test_cli_dry_run_prints_the_resolved_plan(run_runner: RunRunner, tmp_path: P
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert json.loads(done.stdout) == dry_run_document(resolve(load_plan(path)), plan_path=path)
+
+
+def test_cli_dry_run_of_a_v2_plan(run_runner: RunRunner, tmp_path: Path) -> None:
+    path = VALID / "v2_everything.yaml"
+    done = run_runner(["--pipeline", str(path), "--dry-run"], _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc == dry_run_document(resolve(load_plan(path)), plan_path=path)
+    assert doc["version"] == "v2"
+    assert "${{ env.GH_TOKEN }}" not in done.stdout  # env values are not printed
 
 
 def test_cli_dry_run_model_flag_replaces_defaults_only(
@@ -172,10 +240,10 @@ def test_cli_hostile_plans_never_print_a_traceback(run_runner: RunRunner, tmp_pa
         assert "Traceback" not in done.stderr
 
 
-def test_cli_print_schema_is_the_shipped_file(run_runner: RunRunner, tmp_path: Path) -> None:
+def test_cli_print_schema_is_the_shipped_v2_file(run_runner: RunRunner, tmp_path: Path) -> None:
     done = run_runner(["--print-schema"], _env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == SCHEMA_FILE.read_text(encoding="utf-8")
+    assert done.stdout == (SCHEMA_DIR / "plan-v2.schema.json").read_text(encoding="utf-8")
 
 
 def test_importing_the_cli_loads_neither_yaml_nor_pydantic() -> None:

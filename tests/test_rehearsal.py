@@ -4,21 +4,19 @@ a structured output that fans out."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from claude_runner import proc
-from claude_runner.plan.resolved import AgentControls, ResolvedPlan, ResolvedTask, Retries
+from claude_runner.plan.resolved import Controls
 from claude_runner.redact import SECRET_ENV_VARS
 from claude_runner.rehearsal import Rehearsal
 from tests.conftest import RunRunner
-from tests.runs import Runner, of_type, plan_of, result_of, task, tuned
+from tests.runs import Runner, fast_retries, of_type, plan_of, result_of, set_task, task, tuned
 
 pytestmark = pytest.mark.cli
 
@@ -43,16 +41,6 @@ def rehearsing(tmp_path: Path, claude_bin: str) -> Iterator[Runner]:
         yield r
 
 
-def _set(plan: ResolvedPlan, key: tuple[str, str], **fields: Any) -> ResolvedPlan:
-    def task_of(t: ResolvedTask) -> ResolvedTask:
-        return dataclasses.replace(t, **fields) if t.key == key else t
-
-    stages = tuple(
-        dataclasses.replace(s, tasks=tuple(task_of(t) for t in s.tasks)) for s in plan.stages
-    )
-    return dataclasses.replace(plan, stages=stages)
-
-
 def test_a_scripted_rehearsal_runs_the_real_thing_with_no_real_credential(
     rehearsing: Runner,
 ) -> None:
@@ -67,7 +55,7 @@ def test_a_scripted_rehearsal_runs_the_real_thing_with_no_real_credential(
         ],
         "result": "notes written",
     }
-    plan = _set(plan, ("s", "w"), rehearse=script, workspace="worktree")
+    plan = set_task(plan, ("s", "w"), rehearse=script, workspace="worktree")
     code, events = rehearsing.run(plan)
     w = task(events, "s", "w")
     assert code == 0, w
@@ -105,14 +93,14 @@ def test_a_scripted_529_is_retried_and_a_budget_overrun_is_stopped(
             },
             on_error="continue",
         ),
-        retries=Retries(max=2, backoff_base=0.05, backoff_max=0.1),
+        retries=fast_retries(2),
     )
-    plan = _set(plan, ("s", "flaky"), rehearse={"error": 529, "errors_before_success": 1})
-    plan = _set(
+    plan = set_task(plan, ("s", "flaky"), rehearse={"error": 529, "errors_before_success": 1})
+    plan = set_task(
         plan,
         ("s", "dear"),
         rehearse={"tools": [{"bash": "true"}] * 5, "usage": {"output_tokens": 200_000}},
-        controls=AgentControls(max_budget_usd=1.0),
+        controls=Controls(max_budget_usd=1.0),
     )
     code, events = rehearsing.run(plan)
     flaky, dear = task(events, "s", "flaky"), task(events, "s", "dear")
@@ -143,13 +131,13 @@ def test_a_scripted_structured_output_fans_out(rehearsing: Runner) -> None:
         "properties": {"modules": {"type": "array", "items": {"type": "string"}}},
         "required": ["modules"],
     }
-    plan = _set(
+    plan = set_task(
         plan,
         ("plan", "planner"),
         output_schema=schema,
         rehearse={"output": {"modules": ["api", "db"]}},
     )
-    plan = _set(plan, ("port", "port"), for_each="${{ tasks.planner.output.modules }}")
+    plan = set_task(plan, ("port", "port"), for_each="${{ tasks.planner.output.modules }}")
     code, events = rehearsing.run(plan)
     assert code == 0, result_of(events)
     assert task(events, "plan", "planner")["output"] == {"modules": ["api", "db"]}

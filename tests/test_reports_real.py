@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from claude_runner.plan.resolved import Check, Retries
+from claude_runner.plan.resolved import Check
 from claude_runner.progress import StreamActivity
 from claude_runner.reports.rundir import read_run
 from tests.fakeapi import FakeMessagesAPI, HttpError, Text, ToolUse
-from tests.runs import tuned
+from tests.runs import fast_retries, tuned
 from tests.test_pipeline_faults import Runner, plan_of
 from tests.test_reports import pipeline_bin, run_pipeline_cmd
 
@@ -122,9 +122,11 @@ def retried_run(
             },
             on_error="continue",
         ),
-        retries=Retries(max=1, backoff_base=0.2, backoff_max=0.5),
+        retries=fast_retries(1),
     )
-    gate = Check(run="test -e gate-ok || { touch gate-ok; echo not yet; exit 1; }", attempts=2)
+    gate = Check(
+        run="test -e gate-ok || { touch gate-ok; echo not yet; exit 1; }", attempts=2, timeout_s=60
+    )
     stage = plan.stages[0]
     gated = dataclasses.replace(stage.tasks[0], check=gate)
     plan = dataclasses.replace(

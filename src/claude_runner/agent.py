@@ -113,9 +113,18 @@ def build_agent_env(base: Mapping[str, str], *, config_dir: Path | None = None) 
     return env
 
 
-def resolve_claude_bin(claude_bin: str, env: Mapping[str, str]) -> str:
-    """Find the CLI or explain how to point the runner at it."""
+# The CLI pinned by this checkout (scripts/setup.sh installs it): what a runner started
+# from a checkout uses when no `claude` is on PATH.
+CHECKOUT_CLI = Path(__file__).resolve().parents[2] / "tools/claude-code/node_modules/.bin/claude"
+
+
+def resolve_claude_bin(claude_bin: str, env: Mapping[str, str], *, explicit: bool = True) -> str:
+    """Find the CLI or explain how to point the runner at it. Unless CLAUDE_BIN was set
+    (``explicit``), the checkout's pinned CLI is the fallback for a ``claude`` not on
+    PATH."""
     found = shutil.which(claude_bin, path=env.get("PATH", os.defpath))
+    if found is None and not explicit and os.access(CHECKOUT_CLI, os.X_OK):
+        found = str(CHECKOUT_CLI)
     if found is None:
         raise AgentError(
             f"Claude Code CLI not found: CLAUDE_BIN={claude_bin!r} is not an executable "

@@ -41,9 +41,9 @@ def _plan_base(settings: Settings) -> Path:
 
 def run(args: Args) -> int:
     if args.print_schema is not None:
-        from claude_runner.plan.schema import plan_json_schema  # noqa: PLC0415
+        from claude_runner.plan.schema import schema_text  # noqa: PLC0415
 
-        sys.stdout.write(json.dumps(plan_json_schema(), indent=2) + "\n")
+        sys.stdout.write(schema_text(args.print_schema))
         return 0
 
     env = dict(os.environ)
@@ -55,13 +55,18 @@ def run(args: Args) -> int:
     if args.pipeline is not None:
         plan, path = _load(args, settings)
         if args.dry_run:
-            from claude_runner.plan.schema import dry_run_document  # noqa: PLC0415
+            from claude_runner.plan.schema import dry_run_document, render_graph  # noqa: PLC0415
 
-            document = json.dumps(dry_run_document(plan, plan_path=path), indent=2)
-            sys.stdout.write(redactor(document) + "\n")
+            if args.graph is not None:
+                document = render_graph(plan, args.graph)
+            else:
+                document = json.dumps(dry_run_document(plan, plan_path=path), indent=2)
+            sys.stdout.write(redactor(document).rstrip("\n") + "\n")
             return 0
 
-    claude_bin = agent.resolve_claude_bin(settings.claude_bin, env)
+    claude_bin = agent.resolve_claude_bin(
+        settings.claude_bin, env, explicit=bool(env.get("CLAUDE_BIN"))
+    )
     agent.check_root_allowed(uid=os.geteuid(), is_sandbox=settings.is_sandbox)
     if settings.enable_dind:
         from claude_runner import dind  # noqa: PLC0415

@@ -8,10 +8,10 @@ the output format, everything else is the prompt. ``--`` ends option parsing.
 from __future__ import annotations
 
 import difflib
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from claude_runner import __version__
 from claude_runner.config import ENV_VARS
@@ -20,9 +20,6 @@ from claude_runner.options import STDIN_PLAN, Args
 
 __all__ = ["Args", "main", "parse_args"]
 
-MODEL_ALIASES = ("sonnet", "opus", "haiku")
-# Full model ids are checked by shape, not against a list that ages with every release.
-MODEL_ID = re.compile(r"claude-[a-z0-9][a-z0-9.-]*")
 SCHEMA_VERSIONS = ("v1", "v2")
 _VALUED = {"--model", "--pipeline", "--progress", "--report", "--graph"}
 PROGRESS_MODES = ("auto", "live", "plain", "off")
@@ -137,7 +134,7 @@ def _scan(argv: Sequence[str]) -> tuple[dict[str, str | bool], list[str], str]:
 
 def _pipeline_options(
     opts: dict[str, str | bool], *, pipeline: bool
-) -> tuple[str, tuple[str, ...], str | None]:
+) -> tuple[str, tuple[str, ...], Literal["mermaid", "dot"] | None]:
     """``--progress``, ``--report`` and ``--graph``: checked, and only with a pipeline."""
     for name in ("--progress", "--report"):
         if name in opts and not pipeline:
@@ -158,7 +155,9 @@ def _pipeline_options(
         from claude_runner.reports import parse_formats  # noqa: PLC0415 - only when asked
 
         reports = parse_formats(report)
-    return progress, reports, graph if isinstance(graph, str) else None
+    if graph == "dot":
+        return progress, reports, "dot"
+    return progress, reports, "mermaid" if graph == "mermaid" else None
 
 
 def parse_args(argv: Sequence[str]) -> Args | str:
@@ -170,11 +169,12 @@ def parse_args(argv: Sequence[str]) -> Args | str:
     if opts.get("--version"):
         return f"claude-runner {__version__}\n"
     model = opts.get("--model")
-    if isinstance(model, str) and model not in MODEL_ALIASES and not MODEL_ID.fullmatch(model):
-        raise UsageError(
-            f"--model {model!r} is not a model; use one of {', '.join(MODEL_ALIASES)} "
-            "or a full model id such as claude-sonnet-4-5"
-        )
+    if isinstance(model, str):
+        from claude_runner.plan.values import model_problem  # noqa: PLC0415 - one rule
+
+        problem = model_problem(model)
+        if problem is not None:
+            raise UsageError(f"--model {problem}")
     pipeline = opts.get("--pipeline")
     if pipeline is not None and task:
         raise UsageError(

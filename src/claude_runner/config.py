@@ -27,7 +27,12 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
         "non-empty WORKSPACE_DIR at start: keep (no copy), fail (exit 2), "
         "replace (move it aside to WORKSPACE_DIR.prev-<time>, then copy)",
     ),
-    ("CLAUDE_BIN", "claude", "Claude Code CLI binary (name on PATH or path)"),
+    (
+        "CLAUDE_BIN",
+        "claude",
+        "Claude Code CLI binary (name on PATH or path); unset and no claude on PATH: "
+        "the CLI this checkout pins (tools/claude-code)",
+    ),
     ("IS_SANDBOX", "", "must be exactly 1 to run the CLI as root"),
     ("REQUIRE_GH_AUTH", "0", "1: a missing or failed `gh auth` is fatal (exit 2)"),
     ("GH_TOKEN / GITHUB_TOKEN", "", "GitHub token used by gh and git (never printed)"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 STDIN_PLAN = Path("-")
 
@@ -21,7 +22,7 @@ class Args:
     rehearse: bool = False  # the real CLI against the built-in stand-in model, for $0
     progress: str = "auto"  # the live view on stderr: auto, live, plain, off
     reports: tuple[str, ...] = ()  # report formats written into the run directory
-    graph: str | None = None  # --dry-run --graph: mermaid or dot
+    graph: Literal["mermaid", "dot"] | None = None  # --dry-run --graph
     task: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -13,12 +13,53 @@ real thing: workspaces, git preservation, retries, budgets, events, result, repo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_runner.standin.env import agent_env, new_api_key
 from claude_runner.standin.script import Script
 from claude_runner.standin.server import StandinAPI
+
+if TYPE_CHECKING:
+    from claude_runner.plan.resolved import Rehearse
+
+
+def script_of(rehearse: Rehearse | None) -> Script | None:
+    """The stand-in's script for a plan task's resolved ``rehearse:`` (None: the
+    default script)."""
+    if rehearse is None:
+        return None
+    tools: list[dict[str, Any]] = []
+    for name, input_json in rehearse.tools:
+        value = json.loads(input_json)
+        tools.append({"bash": value["command"]} if name == "bash" else {name: value})
+    data: dict[str, Any] = {
+        "tools": tools,
+        "result": rehearse.result,
+        "errors_before_success": rehearse.errors_before_success,
+    }
+    if rehearse.output_json is not None:
+        data["output"] = json.loads(rehearse.output_json)
+    if rehearse.error is not None:
+        data["error"] = {
+            "status": rehearse.error.status,
+            "retry_after": rehearse.error.retry_after_s,
+            "message": rehearse.error.message,
+        }
+    usage = {
+        k: v
+        for k, v in (
+            ("input_tokens", rehearse.input_tokens),
+            ("output_tokens", rehearse.output_tokens),
+        )
+        if v is not None
+    }
+    if usage:
+        data["usage"] = usage
+    if rehearse.delay_s is not None:
+        data["delay"] = rehearse.delay_s
+    return Script.model_validate(data)
 
 
 class Rehearsal:

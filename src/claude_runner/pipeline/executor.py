@@ -122,7 +122,7 @@ def _env_template_secrets(plan: ResolvedPlan, env: Mapping[str, str]) -> dict[st
 
     found: dict[str, str] = {}
     for task in plan.tasks:
-        for text in task.controls.env.values():
+        for _, text in task.env:
             if "${{" not in text:
                 continue
             try:
@@ -168,7 +168,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         ctx,
         semantics,
         max_concurrency=plan.max_concurrency,
-        timeout=plan.timeout,
+        timeout=plan.timeout_s,
         budget=budget,
     )
     task_count = sum(len(s.nodes) for s in stages)

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from claude_runner.pipeline.task import TaskRun
 
 MAX_INSTANCES_CAP = 1000
+BARRIER_MIN = 16  # a stage's shared needs from this many on go through a barrier node
+DEFAULT_WHEN = "success()"
 MakeRun = Callable[["Node"], "TaskRun"]
 
 
@@ -80,6 +82,7 @@ class Node:
     failed_upstream: bool = False
     item: Any = None
     item_index: int | None = None
+    barrier: bool = False  # not a task: stands for a stage's shared needs
     run: TaskRun = field(init=False)
 
     @property
@@ -88,6 +91,8 @@ class Node:
 
     @property
     def ref(self) -> str:
+        if self.barrier:
+            return f"{len(self.needs)} tasks before stage {self.stage.id}"
         return f"{self.task.stage_id}/{self.task.id}"
 
 
@@ -112,42 +117,46 @@ Decision = Run | Skip | Expand
 
 def build(plan: ResolvedPlan, make_run: MakeRun) -> list[Stage]:
     """Stages and nodes with their edges (see the module docstring); ``make_run`` gives
-    each node its TaskRun."""
+    each node its TaskRun.
+
+    The loader resolved each task's needs in full (its stage's needs first, then the
+    task before it in a sequential stage, then its own). A stage whose tasks all wait for
+    many tasks (a v1 stage after a wide one) gets one barrier node between the two: N + M
+    edges instead of N x M, so two stages of 5,000 tasks cost 10,000 edges, not 25
+    million."""
     stages: list[Stage] = []
     by_key: dict[tuple[str, str], Node] = {}
-    by_stage: dict[str, Stage] = {}
-    previous: list[Node] = []
     index = 0
     for resolved in plan.stages:
         stage = Stage(resolved.id, resolved.mode, resolved.max_parallel)
-        by_stage[resolved.id] = stage
-        stage_needs: list[Node] | None = None
-        if resolved.needs is not None:
-            stage_needs = [by_key[k] for k in resolved.needs if k in by_key]
+        shared = resolved.needs
+        barrier: Node | None = None
+        if len(shared) >= BARRIER_MIN and len(resolved.tasks) > 1:
+            barrier = Node(resolved.tasks[0], stage, index, barrier=True)
+            barrier.needs = [by_key[k] for k in shared]
         for task in resolved.tasks:
             node = Node(task, stage, index)
             index += 1
             by_key[task.key] = node
-            needs = list(previous if stage_needs is None else stage_needs)
-            if resolved.mode == "sequential" and stage.nodes:
-                needs.append(stage.nodes[-1])
-            node.needs = needs
+            if barrier is not None and task.needs[: len(shared)] == shared:
+                node.needs = [barrier, *(by_key[k] for k in task.needs[len(shared) :])]
+            else:
+                node.needs = [by_key[k] for k in task.needs]
             stage.nodes.append(node)
-        stages.append(stage)
-        previous = list(stage.nodes)
-    # Task-level needs may point anywhere upstream (the loader checked for cycles).
-    for stage in stages:
+        if barrier is not None:
+            _link(barrier)
         for node in stage.nodes:
-            for key in node.task.needs:
-                need = by_key.get(key)
-                if need is not None and need not in node.needs:
-                    node.needs.append(need)
-            for need in node.needs:
-                need.dependents.append(node)
-            node.waiting = len(node.needs)
+            _link(node)
             node.run = make_run(node)
         stage.left = len(stage.nodes)
+        stages.append(stage)
     return stages
+
+
+def _link(node: Node) -> None:
+    for need in node.needs:
+        need.dependents.append(node)
+    node.waiting = len(node.needs)
 
 
 def _aggregate(statuses: list[TaskStatus]) -> str:
@@ -162,13 +171,17 @@ def _aggregate(statuses: list[TaskStatus]) -> str:
 
 def succeeded(node: Node) -> bool:
     """The node counts as a success for ``success()``: the task succeeded, or a
-    fan-out's instances all did (none: vacuously)."""
+    fan-out's instances (a barrier's tasks) all did (none: vacuously)."""
+    if node.barrier:
+        return all(succeeded(n) for n in node.needs)
     if node.instances is not None:
         return all(succeeded(i) for i in node.instances)
     return node.result.status == TaskStatus.SUCCEEDED
 
 
 def failed(node: Node) -> bool:
+    if node.barrier:
+        return any(failed(n) for n in node.needs)
     if node.instances is not None:
         return any(failed(i) for i in node.instances)
     return node.result.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -266,9 +279,14 @@ class Semantics:
 
     # --- decisions ---------------------------------------------------------------------
     def runs_after_abort(self, node: Node) -> bool:
-        """A task whose ``when`` calls ``always()`` still runs after a ``fail_fast``."""
-        when = node.task.when
-        return when is not None and "always" in self._condition(when).function_names()
+        """A task whose ``when`` calls ``always()`` still runs after a ``fail_fast`` (in
+        a v2 plan: v1 tasks resolve to ``always()``, with v1's meaning)."""
+        if self._version == "v1":
+            return False
+        try:
+            return "always" in self._condition(node.task.when).function_names()
+        except ExpressionError:
+            return False
 
     def decide(self, node: Node) -> Decision:
         """What the ready ``node`` does (see the module docstring)."""
@@ -276,8 +294,9 @@ class Semantics:
         if self._version == "v1":
             return Run()
         task = node.task
+        default = task.when.strip() == DEFAULT_WHEN
         try:
-            if task.when is None:
+            if default:
                 ok = all(succeeded(n) for n in node.needs)
             else:
                 expr = self._condition(task.when)
@@ -286,7 +305,7 @@ class Semantics:
         except ExpressionError as exc:
             return Skip(f"when: {exc}", FailureKind.SETUP_FAILED)
         if not ok:
-            if task.when is None:
+            if default:
                 bad = next(n for n in node.needs if not succeeded(n))
                 kind = FailureKind.UPSTREAM_FAILED if node.failed_upstream else None
                 return Skip(f"needs {bad.ref}, which did not succeed", kind)

@@ -8,7 +8,6 @@ validate, is ``failure_kind: output_invalid`` with the first problems found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
@@ -16,11 +15,11 @@ import jsonschema
 _SHOWN = 3
 
 
-def problem(value: Any, schema: Mapping[str, Any]) -> str | None:
+def problem(value: Any, schema: object) -> str | None:
     """Why ``value`` is not a valid answer for ``schema``, or None when it is."""
     if value is None:
         return "the agent gave no structured output (output_schema is set)"
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)  # type: ignore[arg-type]
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if not errors:
         return None

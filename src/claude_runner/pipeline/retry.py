@@ -43,7 +43,7 @@ def retry_delay(
         return None
     if attempt > policy.max:
         return None
-    ceiling = min(policy.backoff_max, policy.backoff_base * 2 ** (attempt - 1))
+    ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -322,15 +322,26 @@ class Scheduler:
         stage.left -= 1
         if stage.left == 0:
             self._stage_finished(stage)
-        for dependent in node.dependents:
-            dependent.waiting -= 1
-            if dependent.waiting == 0:
-                dependent.stage.ready.append(dependent)
+        self._release(node)
         parent = node.parent
         if parent is not None:
             parent.left_instances -= 1
             if parent.left_instances == 0:
                 self._node_done(parent)
+
+    def _release(self, node: Node) -> None:
+        """``node`` is done: its dependents wait for one task less (a barrier whose
+        tasks are all done is done at once)."""
+        for dependent in node.dependents:
+            dependent.waiting -= 1
+            if dependent.waiting:
+                continue
+            if dependent.barrier:
+                dependent.done = True
+                dependent.failed_upstream = any(n.failed_upstream for n in dependent.needs)
+                self._release(dependent)
+            else:
+                dependent.stage.ready.append(dependent)
 
     def _stage_finished(self, stage: Stage) -> None:
         ctx = self._ctx
@@ -403,15 +414,17 @@ class Scheduler:
         """The attempt's timeout and idle timeout; a CLI that does not exit after its
         result."""
         run, task = node.run, node.run.task
-        if task.timeout and now - run.attempt_started >= task.timeout:
-            run.time_out(FailureKind.TIMEOUT, f"the attempt's timeout ({task.timeout:g} s) expired")
+        if task.timeout_s and now - run.attempt_started >= task.timeout_s:
+            run.time_out(
+                FailureKind.TIMEOUT, f"the attempt's timeout ({task.timeout_s:g} s) expired"
+            )
         cli = run.cli
         if cli is None or cli.returncode is not None:
             return
-        if task.idle_timeout and now - cli.last_output >= task.idle_timeout:
+        if task.idle_timeout_s and now - cli.last_output >= task.idle_timeout_s:
             run.time_out(
                 FailureKind.IDLE_TIMEOUT,
-                f"no output from the CLI for {task.idle_timeout:g} s (idle_timeout)",
+                f"no output from the CLI for {task.idle_timeout_s:g} s (idle_timeout)",
             )
         elif (
             cli.result_at is not None

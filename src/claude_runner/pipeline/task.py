@@ -32,14 +32,13 @@ at every verbosity. ``task_output`` events: verbosity ``v`` forwards only the fi
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -68,7 +67,7 @@ from claude_runner.pipeline.result import (
 )
 from claude_runner.pipeline.state import FailureKind, TaskStatus
 from claude_runner.plan.promptfile import read_prompt_file
-from claude_runner.plan.resolved import ResolvedTask
+from claude_runner.plan.resolved import ConfigSource, ResolvedTask
 
 if TYPE_CHECKING:
     from claude_runner.progress import StreamActivity
@@ -296,7 +295,7 @@ class TaskRun:
             assert task.prompt.file is not None  # noqa: S101 - the plan model guarantees one
             raw = read_prompt_file(ctx.workspace, task.prompt.file)
         self._prompt = self.templates.prompt(raw)
-        self._env = {k: self.templates.env_value(v) for k, v in task.controls.env.items()}
+        self._env = {k: self.templates.env_value(v) for k, v in task.env}
         if task.check is not None:
             self._check_command = self.templates.command(task.check.run)
         if task.workspace != "shared":
@@ -354,8 +353,10 @@ class TaskRun:
         env[name] = value
         if ctx.rehearsal is not None:
             if at.rehearsal_key is None:  # a verify-gate round keeps the attempt's script
+                from claude_runner.rehearsal import script_of  # noqa: PLC0415 - rehearsals only
+
                 at.rehearsal_key = ctx.rehearsal.assign(
-                    task.rehearse, attempt=at.number, task=f"{task.stage_id}/{task.id}"
+                    script_of(task.rehearse), attempt=at.number, task=f"{task.stage_id}/{task.id}"
                 )
             env = ctx.rehearsal.agent_env(env, at.rehearsal_key)
         via_stdin = len(prompt.encode("utf-8", "surrogateescape")) > ARGV_PROMPT_LIMIT
@@ -409,19 +410,21 @@ class TaskRun:
             settings=self._private_file("settings.json", c.settings),
             max_turns=c.max_turns,
             max_budget_usd=max(0.01, min(caps)) if caps else None,
-            json_schema=json.dumps(task.output_schema) if task.output_schema else None,
+            json_schema=task.output_schema_json,
             resume=resume,
         )
 
-    def _private_file(self, name: str, value: str | Mapping[str, Any] | None) -> str | None:
-        """A workspace path as given (relative to the task's cwd), or an inline mapping
-        written to a private file in the task's directory."""
-        if value is None or isinstance(value, str):
-            return value
+    def _private_file(self, name: str, value: ConfigSource | None) -> str | None:
+        """A workspace path as given (relative to the task's cwd), or inline JSON
+        written to a private (0600) file in the task's directory."""
+        if value is None:
+            return None
+        if value.inline_json is None:
+            return value.file
         path = Path(self.paths.dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f)
+            f.write(value.inline_json)
         return str(path)
 
     def _cwd(self) -> Path:
@@ -540,7 +543,7 @@ class TaskRun:
             cli.outcome.result,
             returncode=returncode,
             stderr_tail=tail,
-            output_required=self.task.output_schema is not None,
+            output_required=self.task.output_schema_json is not None,
             last_api_retry=cli.outcome.last_api_retry,
         )
         at.retry_after = verdict.retry_after_s
@@ -554,9 +557,9 @@ class TaskRun:
     def _output_verdict(
         self, outcome: Outcome
     ) -> tuple[TaskStatus, FailureKind | None, str | None]:
-        schema = self.task.output_schema
-        if schema is None:
+        if self.task.output_schema_json is None:
             return (TaskStatus.SUCCEEDED, None, None)
+        schema = self.task.output_schema
         from claude_runner.pipeline import outputs  # noqa: PLC0415 - jsonschema is heavy
 
         message = outcome.result or {}
@@ -621,7 +624,7 @@ class TaskRun:
             cwd=self._cwd(),
             env=env,
             log=Path(self.paths.dir, f"check-{len(self.result.checks) + 1}.log"),
-            timeout=check.timeout,
+            timeout=check.timeout_s,
             stop=at.stop,
             redactor=ctx.redactor,
         )

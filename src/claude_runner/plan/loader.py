@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from claude_runner.errors import PlanError, Problem
-from claude_runner.plan import messages, rules
+from claude_runner.plan import checks, messages, rules
 from claude_runner.plan.bounded import BUDGET, RECORDED, Budget
 from claude_runner.plan.models import SKIP_RULES, Plan, Settings, Stage, Task
+from claude_runner.plan.models_v2 import (
+    Backoff,
+    CheckSpec,
+    PlanV2,
+    RehearseSpec,
+    RehearseTool,
+    RetriesSpec,
+    SettingsV2,
+    StageV2,
+    TaskV2,
+    Usage,
+    WriteTool,
+)
+from claude_runner.plan.models_v2 import RehearseError as RehearseErrorSpec
 from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.yamlsrc import Document, Pos, YamlStop, read_yaml
 
@@ -80,39 +95,80 @@ def _decode(raw: bytes, file: str) -> str:
         ) from None
 
 
-_MODEL_AT: dict[tuple[object, ...], type[BaseModel]] = {
-    (): Plan,
-    ("defaults",): Settings,
-    ("stages", int): Stage,
-    ("stages", int, "tasks", int): Task,
+_MODELS: dict[str, dict[tuple[object, ...], type[BaseModel]]] = {
+    "v1": {
+        (): Plan,
+        ("defaults",): Settings,
+        ("stages", int): Stage,
+        ("stages", int, "tasks", int): Task,
+    },
+    "v2": {
+        (): PlanV2,
+        ("defaults",): SettingsV2,
+        ("stages", int): StageV2,
+        ("stages", int, "tasks", int): TaskV2,
+    },
+}
+# v2's nested mappings, by the key that holds them (the same wherever it is).
+_NESTED: dict[object, type[BaseModel]] = {
+    "retries": RetriesSpec,
+    "backoff": Backoff,
+    "check": CheckSpec,
+    "rehearse": RehearseSpec,
+    "error": RehearseErrorSpec,
+    "usage": Usage,
+    "write": WriteTool,
+    ("tools", int): RehearseTool,
 }
 
 
-def _allowed_keys(parent: _Loc) -> list[str]:
+def _model_at(parent: _Loc, version: str) -> type[BaseModel] | None:
     shape = tuple(int if isinstance(p, int) else p for p in parent)
-    model = _MODEL_AT.get(shape)
-    return list(model.model_fields) if model is not None else []
+    model = _MODELS[version].get(shape)
+    if model is None and version == "v2" and shape:
+        model = _NESTED.get(shape[-2:]) or _NESTED.get(shape[-1])
+    return model
 
 
-def _validate(data: object) -> tuple[Plan | None, list[tuple[_Loc, str, bool]], bool]:
+def _unknown_key(loc: _Loc, version: str) -> str:
+    key, parent = str(loc[-1]), loc[:-1]
+    model = _model_at(parent, version)
+    allowed = list(model.model_fields) if model is not None else []
+    hint = ""
+    if version == "v1":
+        v2 = _model_at(parent, "v2")
+        if v2 is not None and key in v2.model_fields:
+            hint = f" (set version: v2 to use {key})"
+    return messages.unknown_key(key, allowed, hint)
+
+
+def _version(data: Mapping[str, object]) -> str:
+    """The version whose models check the plan: v1 only when it says so (v2 is a
+    superset, so a plan without a valid version gets v2's messages)."""
+    return "v1" if data.get("version") == "v1" else "v2"
+
+
+def _validate(
+    data: Mapping[str, object], version: str
+) -> tuple[Plan | PlanV2 | None, list[tuple[_Loc, str, bool]], bool]:
     """The plan (None if invalid), findings as (loc, message, point_at_key), and whether
     validation stopped before checking everything (too many problems)."""
     found: list[tuple[_Loc, str, bool]] = []
-    plan = None
+    plan: Plan | PlanV2 | None = None
     budget = Budget(limit=MAX_PROBLEMS)
+    model: type[Plan] | type[PlanV2] = Plan if version == "v1" else PlanV2
     try:
-        plan = Plan.model_validate(data, context={SKIP_RULES: True, BUDGET: budget})
+        plan = model.model_validate(data, context={SKIP_RULES: True, BUDGET: budget})
     except ValidationError as exc:
         errors = [dict(e) for e in exc.errors(include_url=False) if e["type"] != RECORDED]
         for err in errors + budget.errors:
-            loc = tuple(err["loc"])
+            # Union branches ("#dict") and dict keys ("[key]") are not places in the plan.
+            raw = tuple(err["loc"])
+            loc = tuple(p for p in raw if not (isinstance(p, str) and p[:1] in "#["))
             if err["type"] == "extra_forbidden":
-                found.append(
-                    (loc, messages.unknown_key(str(loc[-1]), _allowed_keys(loc[:-1])), True)
-                )
+                found.append((loc, _unknown_key(loc, version), True))
             else:
-                found.append((*messages.message(err, loc), False))
-    found += [(loc, text, False) for loc, text in rules.check_plan(data)]
+                found.append((*messages.message(err, loc), "[key]" in raw))
     return plan, found, budget.cut
 
 
@@ -126,28 +182,29 @@ def _where(doc: Document, loc: _Loc, at_key: bool) -> Pos | None:
     return None
 
 
-def load_plan(path: Path, *, workspace: Path | None = None) -> Plan:
-    """Read and validate a v1 plan; raise ``PlanError`` with every problem found (the
-    first ``MAX_PROBLEMS`` of them in file order, when there are more)."""
+def load_plan(path: Path, *, workspace: Path | None = None) -> Plan | PlanV2:
+    """Read and validate a plan (``version: v1`` or ``v2``); raise ``PlanError`` with
+    every problem found (the first ``MAX_PROBLEMS`` of them in file order, when there are
+    more). The plan carries its graph and each task's line, for ``resolve``."""
     file = str(path)
     return _load(_read_bytes(path, file), file, workspace)
 
 
-def load_plan_bytes(raw: bytes, file: str) -> Plan:
+def load_plan_bytes(raw: bytes, file: str) -> Plan | PlanV2:
     """Validate a plan read elsewhere (standard input), under the same size limit."""
     if len(raw) > MAX_PLAN_BYTES:
         raise _fail(file, f"the plan is larger than {MAX_PLAN_BYTES} bytes, the limit")
     return _load(raw, file, None)
 
 
-def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
+def _load(data: bytes, file: str, workspace: Path | None) -> Plan | PlanV2:
     text = _decode(data, file)
     try:
         doc = read_yaml(text)
     except YamlStop as stop:
         raise _fail(file, stop.message, stop.pos) from None
     if doc is None:
-        raise _fail(file, "the plan is empty; it needs at least version: v1 and stages:")
+        raise _fail(file, "the plan is empty; it needs at least version: v2 and stages:")
     if not isinstance(doc.data, dict):
         raise _fail(
             file,
@@ -156,11 +213,14 @@ def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
             doc.values.get(()),
         )
     raw: list[_Raw] = [(loc, pos, text) for loc, pos, text in doc.problems]
-    too_big = rules.size_problem(doc.data)
+    too_big = checks.size_problem(doc.data)
     if too_big is not None:
         loc, text = too_big
         raise PlanError(_problems(file, [*raw, (loc, _where(doc, loc, False), text)]))
-    plan, found, cut = _validate(doc.data)
+    version = _version(doc.data)
+    plan, found, cut = _validate(doc.data, version)
+    spanning, graph = checks.check_plan(doc.data, version)
+    found += [(loc, text, False) for loc, text in spanning]
     shadowed = doc.bad  # values YAML could not give: skip follow-on type errors there
     for loc, text, at_key in found:
         if any(loc[: len(b)] == b for b in shadowed):
@@ -171,9 +231,22 @@ def _load(data: bytes, file: str, workspace: Path | None) -> Plan:
         raw.append((loc, _where(doc, loc, at_key), text + where))
     if raw or plan is None:
         problems = _problems(file, raw)
-        more = cut or len(problems) > MAX_PROBLEMS
+        more = cut or doc.more or len(problems) > MAX_PROBLEMS
         raise PlanError(problems[:MAX_PROBLEMS], more=more)
+    plan._graph = graph
+    plan._lines = _task_lines(doc)
     return plan
+
+
+def _task_lines(doc: Document) -> dict[tuple[str, str], int]:
+    """Where each task starts (for messages at run time), from the validated data."""
+    lines = {}
+    for i, stage in enumerate(doc.data["stages"]):  # type: ignore[index]
+        for j, task in enumerate(stage["tasks"]):
+            pos = doc.values.get(("stages", i, "tasks", j))
+            if pos is not None:
+                lines[(stage["id"], task["id"])] = pos[0]
+    return lines
 
 
 def _problems(file: str, raw: list[_Raw]) -> list[Problem]:

@@ -45,7 +45,7 @@ def unknown_key(key: str, allowed: Sequence[str], hint: str = "") -> str:
 
 
 MISSING_HINTS = {
-    "version": "; add version: v1",
+    "version": "; add version: v2 (or v1)",
     "stages": "; add stages: with at least one stage",
     "tasks": "; add tasks: with at least one task",
 }
@@ -57,13 +57,15 @@ def _too_long(last: object, ctx: Mapping[str, Any]) -> str:
     return f"more than {limit} {what}; a plan holds at most {limit}"
 
 
-def message(err: Mapping[str, Any], loc: Loc) -> tuple[Loc, str]:  # noqa: PLR0911
+def message(err: Mapping[str, Any], loc: Loc) -> tuple[Loc, str]:  # noqa: PLR0911, PLR0912
     """The location to report and the message for one pydantic error (not extra keys)."""
     kind, value, last = err["type"], err.get("input"), loc[-1] if loc else ""
     raw_ctx = err.get("ctx")
     ctx: Mapping[str, Any] = raw_ctx if isinstance(raw_ctx, dict) else {}
     if kind == "missing":
         return loc[:-1], f"missing required key {last!r}" + MISSING_HINTS.get(str(last), "")
+    if kind == "literal_error" and loc == ("version",):
+        return loc, f"{describe(value)} is not a plan version; use v1 or v2"
     if kind == "literal_error":
         text = f"{describe(value)} is not allowed; use {ctx.get('expected')}"
         if last == "verbosity":
@@ -78,8 +80,18 @@ def message(err: Mapping[str, Any], loc: Loc) -> tuple[Loc, str]:  # noqa: PLR09
         return loc, f"expected true or false, got {describe(value)}"
     if kind == "int_type":
         return loc, f"expected a whole number, got {describe(value)}"
+    if kind == "greater_than_equal" and ctx.get("ge") == 1:
+        return loc, f"must be a positive whole number (at least 1), got {echo(value)}"
     if kind == "greater_than_equal":
-        return loc, f"must be a positive whole number (at least {ctx.get('ge')}), got {echo(value)}"
+        return loc, f"must be at least {ctx.get('ge')}, got {echo(value)}"
+    if kind == "less_than_equal":
+        return loc, f"must be at most {ctx.get('le')}, got {echo(value)}"
+    if kind == "wrong_type":
+        return loc, f"{err['msg']}, got {describe(value)}"
+    if kind in ("blank", "not_json", "bad_json_schema"):
+        name = next((p for p in reversed(loc) if isinstance(p, str)), "the value")
+        item = " item" if loc and isinstance(loc[-1], int) else ""
+        return loc, f"{name}{item} {err['msg']}"
     if kind == "too_short":
         what = "stage" if last == "stages" else "task"
         return loc, f"{last} is empty; list at least one {what}"

@@ -1,4 +1,4 @@
-"""Pydantic models of the v1 pipeline plan, and the resolved plan the executor runs.
+"""Pydantic models of the v1 pipeline plan, the parts v2 shares, and ``resolve``.
 
 Settings cascade defaults -> stage -> task; the most specific level that sets a value
 wins. ``model``, ``verbosity``, ``on_error`` and ``workspace`` may be set at every level;
@@ -15,7 +15,7 @@ built directly.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -35,6 +36,8 @@ from pydantic_core import PydanticCustomError
 
 from claude_runner.plan import rules
 from claude_runner.plan.bounded import each_item, few_unknown_keys
+from claude_runner.plan.checks import check_v1
+from claude_runner.plan.graph import Graph
 from claude_runner.plan.resolved import (
     OnError,
     PromptSource,
@@ -46,7 +49,20 @@ from claude_runner.plan.resolved import (
     WorkspaceKind,
 )
 
-__all__ = ["Plan", "ResolvedPlan", "ResolvedStage", "ResolvedTask", "resolve"]
+if TYPE_CHECKING:
+    from claude_runner.plan.models_v2 import PlanV2
+
+__all__ = [
+    "Plan",
+    "PromptSource",
+    "ResolvedPlan",
+    "ResolvedStage",
+    "ResolvedTask",
+    "Settings",
+    "Stage",
+    "Task",
+    "resolve",
+]
 
 Model = Literal["sonnet", "opus"]
 
@@ -139,8 +155,8 @@ def _task_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["prompt"]}, {"required": ["prompt_file"]}]
 
 
-class Task(Settings):
-    """One agent run: exactly one of prompt or prompt_file."""
+class TaskFields(_Closed):
+    """A task's own keys, in every version (mixed in before the settings)."""
 
     model_config = ConfigDict(json_schema_extra=_task_schema)
 
@@ -163,14 +179,18 @@ class Task(Settings):
     )
 
 
+class Task(TaskFields, Settings):
+    """One agent run: exactly one of prompt or prompt_file."""
+
+
 def _stage_schema(schema: dict[str, Any]) -> None:
-    # max_parallel only where it applies: a parallel stage.
+    # max_parallel only where it applies: a parallel stage (null, "unset", anywhere).
     schema["if"] = {"not": {"properties": {"mode": {"const": "parallel"}}, "required": ["mode"]}}
     schema["then"] = {"properties": {"max_parallel": {"type": "null"}}}
 
 
-class Stage(Settings):
-    """A group of tasks run one by one or in parallel."""
+class StageFields(_Closed):
+    """A stage's own keys, in every version (its tasks are typed per version)."""
 
     model_config = ConfigDict(json_schema_extra=_stage_schema)
 
@@ -179,11 +199,23 @@ class Stage(Settings):
     max_parallel: Annotated[StrictInt, Field(ge=1)] | None = Field(
         default=None, description="Parallel stages only: at most this many tasks at once."
     )
-    tasks: Annotated[
-        list[Task],
+
+
+def bounded_list(item: type[BaseModel]) -> tuple[Any, ...]:
+    """Metadata for ``Annotated[list[item], ...]``: at least one item, at most
+    ``rules.MAX_TASKS``, validated one by one (``bounded``)."""
+    return (
         Field(min_length=1, max_length=rules.MAX_TASKS),
-        WrapValidator(each_item(Task, max_items=rules.MAX_TASKS)),
-    ] = Field(description="The stage's tasks, in order.")
+        WrapValidator(each_item(item, max_items=rules.MAX_TASKS)),
+    )
+
+
+class Stage(StageFields, Settings):
+    """A group of tasks run one by one or in parallel."""
+
+    tasks: Annotated[list[Task], *bounded_list(Task)] = Field(
+        description="The stage's tasks, in order."
+    )
 
 
 class Plan(_Closed):
@@ -191,64 +223,28 @@ class Plan(_Closed):
 
     model_config = ConfigDict(title="claude-runner pipeline plan v1")
 
-    version: Literal["v1"] = Field(description="Plan format version; only v1.")
+    version: Literal["v1"] = Field(description="Plan format version.")
     defaults: Settings = Field(default_factory=Settings, description="Plan-wide settings.")
-    stages: Annotated[
-        list[Stage],
-        Field(min_length=1, max_length=rules.MAX_TASKS),
-        WrapValidator(each_item(Stage, max_items=rules.MAX_TASKS)),
-    ] = Field(description="Stages, run in order.")
+    stages: Annotated[list[Stage], *bounded_list(Stage)] = Field(
+        description="Stages, run in order."
+    )
+    _lines: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)  # set by the loader
+    _graph: Graph | None = PrivateAttr(default=None)  # set by the loader
 
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> Plan:
         # The loader checks these itself (with lines); this keeps the model safe alone.
         if isinstance(info.context, dict) and info.context.get(SKIP_RULES):
             return self
-        found = rules.check_plan(self.model_dump(exclude_none=True))
+        found = check_v1(self.model_dump(exclude_none=True))
         if found:
             raise ValueError("; ".join(f"{rules.dotted(loc)}: {msg}" for loc, msg in found))
         return self
 
 
-BUILTIN_DEFAULTS = Settings(verbosity="text", on_error="fail_fast", workspace="shared")
+def resolve(plan: Plan | PlanV2, *, cli_model: str | None = None) -> ResolvedPlan:
+    """Fill in inherited settings (task > stage > --model > defaults > built-ins), resolve
+    the graph; one shape for v1 and v2 plans (see ``resolved``)."""
+    from claude_runner.plan.cascade import resolve_plan  # noqa: PLC0415 - cascade imports us
 
-
-def _pick(*levels: Settings, field: str) -> object:
-    for level in levels:
-        value = getattr(level, field)
-        if value is not None:
-            return value
-    return None
-
-
-def resolve(plan: Plan, *, cli_model: str | None = None) -> ResolvedPlan:
-    """Fill in inherited settings: task > stage > --model > defaults > built-ins."""
-    top = plan.defaults
-    if cli_model is not None:
-        top = top.model_copy(update={"model": cli_model})
-    stages = []
-    for stage in plan.stages:
-        tasks = tuple(
-            ResolvedTask(
-                stage_id=stage.id,
-                id=task.id,
-                model=_pick(task, stage, top, field="model"),  # type: ignore[arg-type]
-                verbosity=_pick(task, stage, top, BUILTIN_DEFAULTS, field="verbosity"),  # type: ignore[arg-type]
-                on_error=_pick(task, stage, top, BUILTIN_DEFAULTS, field="on_error"),  # type: ignore[arg-type]
-                workspace=_pick(task, stage, top, BUILTIN_DEFAULTS, field="workspace"),  # type: ignore[arg-type]
-                read_only=task.read_only,
-                allow_shared_writes=task.allow_shared_writes,
-                prompt=PromptSource(task.prompt, task.prompt_file),
-            )
-            for task in stage.tasks
-        )
-        stages.append(
-            ResolvedStage(
-                id=stage.id,
-                mode=stage.mode,
-                max_parallel=stage.max_parallel,
-                on_error=_pick(stage, top, BUILTIN_DEFAULTS, field="on_error"),  # type: ignore[arg-type]
-                tasks=tasks,
-            )
-        )
-    return ResolvedPlan(tuple(stages))
+    return resolve_plan(plan, cli_model=cli_model)

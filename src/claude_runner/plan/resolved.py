@@ -1,28 +1,24 @@
-"""The resolved plan: what the executor runs, one shape for v1 and v2 plans.
+"""The resolved plan the executor runs: one shape for v1 and v2 plans.
 
-Every inherited setting is filled in (task > stage > ``--model`` > defaults > built-ins),
-durations are seconds (``None``: no limit), refs are resolved to ``(stage_id, task_id)``.
-A v1 plan resolves to the same shape with the v1 meaning: no timeouts, no retries, no
-agent controls, each stage needing the whole previous one (``version == "v1"`` tells the
-scheduler that those needs order the run but do not propagate failures: v1's
-``continue`` runs everything).
+Every inherited setting is filled in, every ``needs`` resolved to task keys
+``(stage_id, task_id)`` with the task's topological layer. A v1 plan resolves with v1's
+meaning: no timeouts, no retries, no agent controls, ``when: always()`` (v1's
+``on_error: continue`` runs every task whatever failed before), needs from stage order.
+Templates (prompt, check.run, env values, for_each, when) are raw text, rendered at run
+time. Durations are seconds; ``None`` means no limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import json
+from dataclasses import dataclass
+from typing import Literal
 
 Verbosity = Literal["text", "v", "vv"]
 OnError = Literal["fail_fast", "continue"]
 WorkspaceKind = Literal["shared", "worktree", "snapshot_ro"]
 StageMode = Literal["sequential", "parallel"]
-TaskKey = tuple[str, str]  # (stage_id, task_id)
-
-# The failure kinds retried unless the plan says otherwise: the transient ones. Never an
-# agent's own error, a budget or max_turns: retrying those spends again for the same end.
-DEFAULT_RETRY_ON = frozenset({"rate_limited", "api_error", "crash", "idle_timeout"})
+TaskKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -35,39 +31,74 @@ class PromptSource:
 
 @dataclass(frozen=True)
 class Retries:
-    """How often a failed attempt is tried again, on which failure kinds, how soon."""
+    """Attempts after the first, for which failure kinds, with exponential backoff (full
+    jitter) from ``backoff_base_s`` up to ``backoff_max_s``."""
 
-    max: int = 0
-    on: frozenset[str] = DEFAULT_RETRY_ON
-    backoff_base: float = 5.0
-    backoff_max: float = 120.0
+    max: int
+    on: tuple[str, ...]
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+NO_RETRIES = Retries(max=0, on=(), backoff_base_s=0, backoff_max_s=0)
 
 
 @dataclass(frozen=True)
 class Check:
-    """A verify gate: ``run`` (a template) must exit 0 after the agent's result."""
+    """The verify gate: ``bash -c run`` after a successful result, up to ``attempts`` runs."""
 
-    run: str
-    attempts: int = 3
-    timeout: float | None = 600.0
+    run: str  # template text
+    attempts: int
+    timeout_s: float | None  # None: only the task's own limits apply
 
 
 @dataclass(frozen=True)
-class AgentControls:
-    """The CLI flags a plan may set for an agent (each maps to the CLI's own flag)."""
+class ConfigSource:
+    """A settings or MCP config: a workspace-relative file, or inline JSON text."""
 
+    file: str | None
+    inline_json: str | None
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Agent controls, each mapped to the CLI's own flag; None: not passed."""
+
+    max_budget_usd: float | None = None
+    max_turns: int | None = None
     allowed_tools: tuple[str, ...] | None = None
     disallowed_tools: tuple[str, ...] | None = None
-    permission_mode: str | None = None
+    permission_mode: str | None = None  # None: --dangerously-skip-permissions, as v1
     append_system_prompt: str | None = None
-    mcp_config: str | Mapping[str, Any] | None = None  # a workspace path or a mapping
+    mcp_config: ConfigSource | None = None
     add_dirs: tuple[str, ...] | None = None
     effort: str | None = None
     fallback_model: str | None = None
-    settings: str | Mapping[str, Any] | None = None  # a workspace path or a mapping
-    env: Mapping[str, str] = field(default_factory=dict)  # values are templates
-    max_turns: int | None = None
-    max_budget_usd: float | None = None
+    settings: ConfigSource | None = None
+
+
+NO_CONTROLS = Controls()
+
+
+@dataclass(frozen=True)
+class RehearseError:
+    status: int
+    retry_after_s: int | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class Rehearse:
+    """What the built-in stand-in model answers for a task in a rehearsal."""
+
+    tools: tuple[tuple[str, str], ...]  # (tool, JSON of its input), in call order
+    result: str | None
+    output_json: str | None
+    error: RehearseError | None
+    errors_before_success: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    delay_s: int | None
 
 
 @dataclass(frozen=True)
@@ -83,22 +114,28 @@ class ResolvedTask:
     read_only: bool
     allow_shared_writes: bool
     prompt: PromptSource
-    timeout: float | None = None  # per attempt
-    idle_timeout: float | None = None
-    retries: Retries = Retries()
-    controls: AgentControls = AgentControls()
-    needs: tuple[TaskKey, ...] = ()  # beyond the stage order (v2)
-    when: str | None = None  # an expression; None: success()
-    for_each: tuple[Any, ...] | str | None = None  # a literal list or an expression
-    max_instances: int = 64
-    output_schema: Mapping[str, Any] | None = None
-    check: Check | None = None
-    rehearse: Mapping[str, Any] | None = None
     line: int | None = None  # where the task starts in the plan file
+    needs: tuple[TaskKey, ...] = ()
+    layer: int = 0
+    timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    retries: Retries = NO_RETRIES
+    controls: Controls = NO_CONTROLS
+    env: tuple[tuple[str, str], ...] = ()  # (NAME, template text), sorted by name
+    check: Check | None = None
+    when: str = "always()"
+    for_each: tuple[object, ...] | str | None = None  # literal items, or one ${{ }}
+    max_instances: int = 64
+    output_schema_json: str | None = None  # compact JSON, for --json-schema
+    rehearse: Rehearse | None = None
 
     @property
     def key(self) -> TaskKey:
         return (self.stage_id, self.id)
+
+    @property
+    def output_schema(self) -> object:
+        return None if self.output_schema_json is None else json.loads(self.output_schema_json)
 
 
 @dataclass(frozen=True)
@@ -108,7 +145,7 @@ class ResolvedStage:
     max_parallel: int | None
     on_error: OnError
     tasks: tuple[ResolvedTask, ...]
-    needs: tuple[TaskKey, ...] | None = None  # None: every task of the previous stage
+    needs: tuple[TaskKey, ...] = ()  # what every task of the stage waits for
 
 
 @dataclass(frozen=True)
@@ -116,9 +153,19 @@ class ResolvedPlan:
     stages: tuple[ResolvedStage, ...]
     version: Literal["v1", "v2"] = "v1"
     max_concurrency: int | None = None
-    timeout: float | None = None  # the whole run
+    timeout_s: float | None = None
     budget_usd: float | None = None
 
     @property
     def tasks(self) -> tuple[ResolvedTask, ...]:
         return tuple(t for s in self.stages for t in s.tasks)
+
+    def layers(self) -> list[list[ResolvedTask]]:
+        """Tasks grouped by topological layer, each group in plan order."""
+        tasks = self.tasks
+        out: list[list[ResolvedTask]] = [
+            [] for _ in range(max((t.layer for t in tasks), default=-1) + 1)
+        ]
+        for task in tasks:
+            out[task.layer].append(task)
+        return out

@@ -74,6 +74,8 @@ _CLEAN = r"[^\x00\ud800-\udfff]"
 CLEAN_TEXT_PATTERN = rf"^{_CLEAN}*{_END}"
 # Text with something to read: not blank, and clean.
 TEXT_PATTERN = rf"^(?=[\s\S]*[^{BLANK_CLASS}]){_CLEAN}*{_END}"
+# A directory (add_dirs): not blank, no control character.
+DIR_PATTERN = rf"^(?=[\s\S]*[^{BLANK_CLASS}])[^\x00-\x1f\ud800-\udfff]*{_END}"
 # prompt_path_problem as a regex, for editors (the schema): no control character, not
 # absolute, no '..' part, not blank, not only '.' and '/' parts, no trailing '/'.
 _PATH_CHAR = r"[^\x00-\x1f\ud800-\udfff]"
@@ -262,21 +264,3 @@ def check_plan(data: object) -> list[Finding]:
             )
         found += _check_tasks(stage, defaults, loc)
     return found
-
-
-def size_problem(data: Mapping[str, object]) -> Finding | None:
-    """More tasks than ``MAX_TASKS``, found before anything validates them all."""
-    stages = data.get("stages")
-    if not isinstance(stages, list):
-        return None
-    total = 0
-    for i, stage in enumerate(stages):
-        tasks = stage.get("tasks") if isinstance(stage, Mapping) else None
-        total += len(tasks) if isinstance(tasks, list) else 1
-        if total > MAX_TASKS:
-            return (
-                ("stages", i),
-                f"the plan has more than {MAX_TASKS} tasks, the limit; split it into "
-                "several plans, or let for_each fan a task out at run time",
-            )
-    return None

@@ -269,7 +269,12 @@ def test_template_structure(text: str, problem: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("text", "ok"),
-    [("${{ tasks.a.output }}", True), (" ${{ run.id }} ", True), ("a ${{ run.id }}", False), ("x", False)],
+    [
+        ("${{ tasks.a.output }}", True),
+        (" ${{ run.id }} ", True),
+        ("a ${{ run.id }}", False),
+        ("x", False),
+    ],
 )
 def test_for_each_is_one_expression(text: str, ok: bool) -> None:
     assert (templates.check(text, templates.Scope(place="for_each")) == []) == ok

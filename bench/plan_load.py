@@ -271,7 +271,7 @@ def worst_shapes() -> dict[str, str]:
 
 
 _PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from claude_runner.errors import PlanError
@@ -285,7 +285,9 @@ try:
 except PlanError as err:
     outcome = f"refused ({len(err.problems)} problems)"
 elapsed = time.perf_counter() - start
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process image's peak; ru_maxrss would carry the parent's across exec
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+peak_mb = int(hwm) / 1024
 print(json.dumps({"outcome": outcome, "seconds": elapsed, "peak_mb": peak_mb}))
 """
 

@@ -66,6 +66,13 @@ LOADER_ONLY = (
     "the expression at character",
     "when is one expression",
     "for_each is a list, or one",
+    # v2: what an expression reads, checked against the plan (names, upstream tasks)
+    "does not name a task whose id is unique",
+    "is not upstream of this task",
+    "unknown name ",
+    "exists only in a task with for_each",
+    "is only for env values",
+    "is only for when",
     "for_each lists",
     # v2: a duration's string form has no upper bound a pattern could state
     "longer than a week",

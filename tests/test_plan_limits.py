@@ -42,7 +42,7 @@ print(json.dumps({"problems": problems, "peak": peak}))
 
 
 _RSS_PROBE = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from claude_runner.errors import PlanError
 from claude_runner.plan.loader import load_plan
@@ -51,7 +51,9 @@ try:
     problems = []
 except PlanError as err:
     problems = [p.message for p in err.problems]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM: this process image's peak; ru_maxrss would carry the parent's across exec
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+peak = int(hwm) * 1024
 print(json.dumps({"problems": problems, "peak": peak}))
 """
 

@@ -63,10 +63,11 @@ class Text:
 @dataclass(frozen=True)
 class ToolUse:
     """Reply with one ``tool_use`` block (``stop_reason: tool_use``); the CLI runs the tool
-    and sends its ``tool_result`` in the next request."""
+    and sends its ``tool_result`` in the next request. ``input`` is a mapping for every
+    real tool; anything else is sent as given."""
 
     name: str
-    input: Mapping[str, Any]
+    input: Any
     usage: Mapping[str, int] | None = None
     delay: float = 0.0
 

@@ -5,7 +5,8 @@ Covers the keywords plans use for outputs: ``type`` (a list: its first non-null 
 then has an item to fan out to), ``items``/``prefixItems``, ``minItems``/``maxItems``,
 ``uniqueItems``, ``minLength``/``maxLength``, common ``format``s, ``minimum``/
 ``maximum``/``exclusive*``/``multipleOf``, ``anyOf``/``oneOf`` (first branch),
-``allOf`` (merged), local ``$ref``s (``#/$defs/...``, ``#/definitions/...``).
+``allOf`` (merged), local ``$ref``s (``#/$defs/...``, ``#/definitions/...``; deep in a
+recursive schema only required parts are made).
 ``pattern`` and ``not`` are not solved. No dependency: the whole job is a few rules.
 """
 
@@ -28,6 +29,9 @@ _FORMATS = {
     "ipv6": "2001:db8::1",
 }
 _MAX_DEPTH = 32
+# Below this nesting only what the schema requires is made: a recursive schema (a tree
+# of optional children) ends instead of growing to _MAX_DEPTH.
+_OPTIONAL_DEPTH = 8
 _TYPE_ORDER = ("object", "array", "string", "integer", "number", "boolean", "null")
 
 
@@ -120,9 +124,14 @@ class _Gen:
     def _object(self, schema: Mapping[str, Any], depth: int) -> dict[str, Any]:
         properties = schema.get("properties")
         props: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
-        result = {name: self.value(sub, 0, depth + 1) for name, sub in props.items()}
-        for name in schema.get("required") or []:
-            if isinstance(name, str) and name not in result:
+        required = [n for n in schema.get("required") or [] if isinstance(n, str)]
+        result = {
+            name: self.value(sub, 0, depth + 1)
+            for name, sub in props.items()
+            if depth < _OPTIONAL_DEPTH or name in required
+        }
+        for name in required:
+            if name not in result:
                 extra = schema.get("additionalProperties")
                 result[name] = self.value(extra if isinstance(extra, Mapping) else {}, 0, depth + 1)
         return result
@@ -133,7 +142,8 @@ class _Gen:
         items = schema.get("items")
         low = schema.get("minItems")
         high = schema.get("maxItems")
-        count = max(low if isinstance(low, int) else 1, len(prefix_items))
+        fill = 1 if depth < _OPTIONAL_DEPTH else 0
+        count = max(low if isinstance(low, int) else fill, len(prefix_items))
         if items is False:
             count = len(prefix_items)
         if isinstance(high, int):

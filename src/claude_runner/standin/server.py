@@ -26,6 +26,7 @@ import json
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,10 @@ TITLE = "Fake session title"
 class _Rule:
     marker: str
     replies: tuple[Reply, ...]
+    model: str | None = None
+
+    def matches(self, text: str, model: str) -> bool:
+        return self.marker in text and (self.model is None or self.model in model)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class _State:
     rejected: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     connections: set[socket.socket] = field(default_factory=set)
@@ -250,6 +256,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.thread_prefix = f"fakeapi-{self.server_address[1]}"
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A failure while answering is recorded (``StandinAPI.errors``), not printed:
+        a rehearsal's output belongs to the runner."""
+        with self.state.lock:
+            self.state.errors.append(traceback.format_exc())
+
     def pick(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         """Record the request and choose its reply (the caller holds the lock)."""
         state = self.state
@@ -258,8 +270,8 @@ class _Server(ThreadingHTTPServer):
         assigned = state.assignments.get(headers.get("x-api-key", ""))
         if assigned is not None:
             return reply_for(assigned.script, body, attempt=assigned.attempt)
-        text = wire.first_user_text(body)
-        rule = next((r.replies for r in state.rules if r.marker in text), None)
+        text, model = wire.first_user_text(body), str(body.get("model", ""))
+        rule = next((r.replies for r in state.rules if r.matches(text, model)), None)
         if rule is None and state.default_script is not None:
             return reply_for(state.default_script, body)
         replies = rule or state.default
@@ -302,13 +314,20 @@ class StandinAPI:
             s = self._state
             return Stats(s.answered, s.rejected, s.in_flight, s.peak)
 
-    def on(self, marker: str, *replies: Reply) -> None:
-        """Script conversations whose first user message contains ``marker``; the first
-        rule registered wins when several match."""
+    @property
+    def errors(self) -> list[str]:
+        """Tracebacks of failures while answering (a bug of the stand-in; empty normally)."""
+        with self._state.lock:
+            return list(self._state.errors)
+
+    def on(self, marker: str, *replies: Reply, model: str | None = None) -> None:
+        """Script conversations whose first user message contains ``marker`` (and, with
+        ``model``, whose request names a model containing it); the first rule
+        registered wins when several match."""
         if not replies:
             raise ValueError("on() needs at least one reply")
         with self._state.lock:
-            self._state.rules.append(_Rule(marker, replies))
+            self._state.rules.append(_Rule(marker, replies, model))
 
     def default(self, *replies: Reply) -> None:
         """Script conversations no rule matches (``Text("ok")`` until set)."""

@@ -156,13 +156,11 @@ def text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def tool_use_block(name: str, tool_input: Mapping[str, Any], msg_id: str) -> dict[str, Any]:
-    return {
-        "type": "tool_use",
-        "id": f"toolu_fake_{msg_id}",
-        "name": name,
-        "input": dict(tool_input),
-    }
+def tool_use_block(name: str, tool_input: Any, msg_id: str) -> dict[str, Any]:
+    """A tool call; ``tool_input`` is sent as given (a structured output need not be an
+    object: the CLI then reports what it makes of it)."""
+    value = dict(tool_input) if isinstance(tool_input, Mapping) else tool_input
+    return {"type": "tool_use", "id": f"toolu_fake_{msg_id}", "name": name, "input": value}
 
 
 def sse_events(msg: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

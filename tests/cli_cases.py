@@ -432,6 +432,12 @@ CASES: tuple[Case, ...] = (
         check=_refused("Error: Invalid MCP configuration"),
     ),
     Case(
+        "missing_settings_file",
+        "setup_failed",
+        args=("--settings", "/nonexistent/settings.json"),
+        check=_refused("Error: Settings file not found: /nonexistent/settings.json"),
+    ),
+    Case(
         "invalid_json_schema",
         "setup_failed",
         args=("--json-schema", '{"type": "nonsense"}'),

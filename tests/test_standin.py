@@ -386,6 +386,51 @@ def test_requests_are_routed_by_api_key_then_marker_then_default(fake_api: Stand
         fake_api.assign("k", script.Script(), attempt=0)
 
 
+def test_an_assigned_script_counts_the_replies_delivered_to_its_key(fake_api: StandinAPI) -> None:
+    fake_api.assign("key", script.load({"tools": [{"bash": "a"}, {"bash": "b"}], "result": "r"}))
+    # The same (first-turn) conversation three times: the script still moves on, as it
+    # must after the CLI compacts a conversation and its history starts again.
+    answers = [
+        _post(fake_api.url, _ask("go"), {"x-api-key": "key"})[2]["content"][0] for _ in range(3)
+    ]
+    assert [a.get("input", a.get("text")) for a in answers] == [
+        {"command": "a"},
+        {"command": "b"},
+        "r",
+    ]
+    fake_api.assign("key", script.load({"result": "again"}))  # a new attempt starts over
+    assert _post(fake_api.url, _ask("go"), {"x-api-key": "key"})[2]["content"][0]["text"] == (
+        "again"
+    )
+
+
+def test_compaction_requests_get_a_summary_outside_any_script(fake_api: StandinAPI) -> None:
+    fake_api.default(HttpError(500))
+    compaction = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "the task"},
+            {"role": "assistant", "content": [{"type": "text", "text": "working"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "content": "x"},
+                    {
+                        "type": "text",
+                        "text": "CRITICAL: Respond with TEXT ONLY. Your task is to create a "
+                        "detailed summary of the conversation so far ... <summary> ...",
+                    },
+                ],
+            },
+        ],
+    }
+    status, _, message = _post(fake_api.url, compaction)
+    assert status == 200
+    assert "<summary>" in message["content"][0]["text"]
+    assert fake_api.requests == []
+    assert fake_api.stats().compactions == 1
+
+
 def test_concurrency_limit_answers_429_while_the_limit_is_busy(fake_api: StandinAPI) -> None:
     fake_api.limit_concurrency(1, retry_after=4)
     fake_api.on("hold", ToolUse("Bash", {"command": "true"}, delay=600))

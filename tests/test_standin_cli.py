@@ -147,6 +147,29 @@ def test_scripted_usage_is_priced_by_the_cli(
     assert result["total_cost_usd"] == pytest.approx(2.0, abs=0.01)
 
 
+def test_a_script_survives_the_compaction_its_huge_usage_causes(
+    fake_api: StandinAPI, claude_bin: str, claude_env: dict[str, str], tmp_path: Path
+) -> None:
+    # 2M input tokens fill the default model's context: the CLI compacts before its next
+    # turn (asking the stand-in for a summary), and the script goes on from its count.
+    key = standin_env.new_api_key()
+    fake_api.assign(
+        key,
+        script.load(
+            {
+                "tools": [{"bash": "echo one > one.txt"}],
+                "result": "finished",
+                "usage": {"input_tokens": 2_000_000},
+            }
+        ),
+    )
+    code, result, stderr = _run(fake_api, claude_bin, claude_env, tmp_path, "go", key=key)
+    assert code == 0, stderr
+    assert result["result"] == "finished"
+    assert (tmp_path / "one.txt").exists()
+    assert fake_api.stats().compactions >= 1
+
+
 def test_concurrency_limit_rate_limits_a_second_cli(
     fake_api: StandinAPI, claude_bin: str, claude_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -1,7 +1,7 @@
 """A rehearsal script and one request of the CLI -> the stand-in model's reply.
 
-The conversation carries its own state (how many assistant turns it holds), so parallel
-tasks and resumed sessions need no bookkeeping here: turn ``i`` < len(tools) makes tool
+Turn ``i`` (given by the server, which counts the replies delivered to a task attempt's
+key, or else the number of assistant turns in the conversation) < len(tools) makes tool
 call ``i``; later turns give the final answer. That is a ``StructuredOutput`` call when
 the CLI was given ``--json-schema`` (the call ends the run, with the value as
 ``structured_output`` and its JSON as the result text), else the result text.
@@ -20,8 +20,11 @@ BASH_TOOL = "Bash"
 WRITE_TOOL = "Write"
 
 
-def reply_for(script: Script, body: Mapping[str, Any], *, attempt: int = 1) -> Reply:
-    """The reply to ``body`` (a /v1/messages request) for a task's ``attempt``."""
+def reply_for(
+    script: Script, body: Mapping[str, Any], *, attempt: int = 1, turn: int | None = None
+) -> Reply:
+    """The reply to ``body`` (a /v1/messages request) for a task's ``attempt``; ``turn``
+    (0-based) defaults to the number of assistant turns in the conversation."""
     usage = script.usage.counts() if script.usage is not None else None
     delay = float(script.delay or 0)
     if script.error is not None and script.fails(attempt):
@@ -33,7 +36,8 @@ def reply_for(script: Script, body: Mapping[str, Any], *, attempt: int = 1) -> R
             headers=headers,
             delay=delay,
         )
-    turn = wire.turn_of(body)
+    if turn is None:
+        turn = wire.turn_of(body)
     if turn < len(script.tools):
         name, tool_input = tool_input_of(script.tools[turn])
         return ToolUse(name, tool_input, usage=usage, delay=delay)

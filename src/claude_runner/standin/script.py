@@ -4,6 +4,12 @@ Pure data, validated by pydantic like the plan models, so the plan loader can em
 ``Script`` in the v2 task model and report a bad ``rehearse:`` with its line; building
 one starts nothing. ``answer.reply_for`` turns a script into replies.
 
+``usage`` is priced by the CLI itself (the default model: $4 per million input tokens,
+$20 per million output tokens). Input-side counts are also the CLI's idea of the
+context size: near the model's window (1M tokens) it compacts the conversation before
+the next turn (an extra request, which the stand-in answers); a budget rehearsal is
+cheaper to run with a large ``output_tokens``, which does not fill the context.
+
 ```yaml
 rehearse:
   tools:                     # tool calls the stand-in model makes, one per turn, in order

@@ -10,9 +10,15 @@ A request is answered, in this order of precedence, by:
    (``on``: turn ``i`` gets the rule's ``i``-th reply, later turns its last);
 4. the default script (``default_script``), else the default replies (``default``).
 
-State lives in the conversation itself, so parallel CLIs sharing one server each follow
-their own script. The session-title side request the CLI may send is answered with a
-JSON title and neither matched nor recorded.
+Rules find their turn in the conversation itself (how many assistant messages it
+holds), so parallel CLIs sharing one server each follow their own script. A script
+assigned to a key counts the replies delivered to that key instead: the CLI compacts a
+conversation whose reported context nears the model's window (it rewrites the history,
+so the count in it starts again), and a resumed session continues where it stopped.
+
+Side requests are answered outside any script and not recorded: the session title
+(interactive mode) with a JSON title, a compaction (the CLI asks for a ``<summary>``)
+with a short summary.
 
 Threads: one accept loop plus one per connection, all named after the server and all
 joined by ``stop()``, which also releases held (``Hang``/``delay``) requests.
@@ -49,6 +55,9 @@ from claude_runner.standin.schemagen import example
 from claude_runner.standin.script import Script
 
 TITLE = "Fake session title"
+SUMMARY = (
+    "<analysis>\nA rehearsal.\n</analysis>\n<summary>\nThe stand-in model's summary.\n</summary>"
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Stats:
     rejected: int  # refused by the concurrency limit
     in_flight: int
     peak_in_flight: int  # most answered at once
+    compactions: int  # compaction requests answered (not in ``answered``)
 
 
 @dataclass
@@ -86,12 +96,14 @@ class _State:
     default: tuple[Reply, ...] = (Text("ok"),)
     default_script: Script | None = None
     assignments: dict[str, Assignment] = field(default_factory=dict)
+    turns: dict[str, int] = field(default_factory=dict)  # replies delivered per key
     limit: int | None = None
     limit_retry_after: int = 1
     in_flight: int = 0
     peak: int = 0
     answered: int = 0
     rejected: int = 0
+    compactions: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -160,11 +172,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {})
         elif wire.is_title_request(body):
             self._answer(body, Text(json.dumps({"title": TITLE})))
+        elif wire.is_compaction_request(body):
+            with self.server.state.lock:
+                self.server.state.compactions += 1
+            self._answer(body, Text(SUMMARY))
         else:
             self._message_request(body)
 
     def _message_request(self, body: dict[str, Any]) -> None:
         state = self.server.state
+        headers = {k.lower(): v for k, v in self.headers.items()}
         with state.lock:
             if state.limit is not None and state.in_flight >= state.limit:
                 state.rejected += 1
@@ -175,18 +192,21 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             else:
                 refused = None
-                reply = self.server.pick(body, {k.lower(): v for k, v in self.headers.items()})
+                reply, counted = self.server.pick(body, headers)
                 state.in_flight += 1
                 state.peak = max(state.peak, state.in_flight)
                 state.answered += 1
         if refused is not None:
             self._answer(body, refused)
             return
+        delivered = False
         try:
-            self._answer(body, reply)
+            delivered = self._answer(body, reply)
         finally:
             with state.lock:
                 state.in_flight -= 1
+                if counted is not None and delivered:
+                    state.turns[counted] = state.turns.get(counted, 0) + 1
 
     def _hold(self, seconds: float) -> bool:
         """Wait ``seconds``; False (and the connection dropped) if the server stops."""
@@ -195,19 +215,20 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _answer(self, body: dict[str, Any], reply: Reply) -> None:
+    def _answer(self, body: dict[str, Any], reply: Reply) -> bool:
+        """Send ``reply``; True when a model message (not an error) was delivered whole."""
         state = self.server.state
         if isinstance(reply, Hang):
             if not self._hold(reply.seconds) or reply.then is None:
                 self.close_connection = True
-                return
+                return False
             reply = reply.then
         if not self._hold(reply.delay):
-            return
+            return False
         if isinstance(reply, HttpError):
             error = wire.error_body(reply.error_type, reply.message)
             self._json(reply.status, error, reply.headers)
-            return
+            return False
         if isinstance(reply, Output):
             reply = resolve_output(reply, body)
         with state.lock:
@@ -218,24 +239,27 @@ class _Handler(BaseHTTPRequestHandler):
             block = wire.tool_use_block(reply.name, reply.input, msg_id)
         message = wire.message(body, block, msg_id, reply.usage)
         if not body.get("stream"):
-            self._json(200, message)
-            return
+            return self._json(200, message)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        with contextlib.suppress(OSError):
+        try:
             for event, data in wire.sse_events(message):
                 self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
             self.wfile.flush()
+        except OSError:
+            return False
+        return True
 
     def _json(
         self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> None:
+    ) -> bool:
+        """Send a JSON response; False when the client was gone."""
         data = json.dumps(payload).encode()
-        with contextlib.suppress(OSError):
+        try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -244,6 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+        except OSError:
+            return False
+        return True
 
 
 class _Server(ThreadingHTTPServer):
@@ -262,20 +289,23 @@ class _Server(ThreadingHTTPServer):
         with self.state.lock:
             self.state.errors.append(traceback.format_exc())
 
-    def pick(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
-        """Record the request and choose its reply (the caller holds the lock)."""
+    def pick(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[Reply, str | None]:
+        """Record the request and choose its reply (the caller holds the lock); the key
+        whose delivered replies count turns, for an assigned script."""
         state = self.state
         state.requests.append(body)
         state.headers.append(headers)
-        assigned = state.assignments.get(headers.get("x-api-key", ""))
+        key = headers.get("x-api-key", "")
+        assigned = state.assignments.get(key)
         if assigned is not None:
-            return reply_for(assigned.script, body, attempt=assigned.attempt)
+            turn = state.turns.get(key, 0)
+            return reply_for(assigned.script, body, attempt=assigned.attempt, turn=turn), key
         text, model = wire.first_user_text(body), str(body.get("model", ""))
         rule = next((r.replies for r in state.rules if r.matches(text, model)), None)
         if rule is None and state.default_script is not None:
-            return reply_for(state.default_script, body)
+            return reply_for(state.default_script, body), None
         replies = rule or state.default
-        return replies[min(wire.turn_of(body), len(replies) - 1)]
+        return replies[min(wire.turn_of(body), len(replies) - 1)], None
 
 
 class StandinAPI:
@@ -312,7 +342,7 @@ class StandinAPI:
     def stats(self) -> Stats:
         with self._state.lock:
             s = self._state
-            return Stats(s.answered, s.rejected, s.in_flight, s.peak)
+            return Stats(s.answered, s.rejected, s.in_flight, s.peak, s.compactions)
 
     @property
     def errors(self) -> list[str]:
@@ -344,17 +374,19 @@ class StandinAPI:
 
     def assign(self, api_key: str, script: Script, *, attempt: int = 1, task: str = "") -> None:
         """Answer requests sent with ``api_key`` by ``script`` as the task's ``attempt``
-        (1-based: ``errors_before_success`` counts attempts). ``task`` names it in
-        ``assignment()`` for whoever inspects the server."""
+        (1-based: ``errors_before_success`` counts attempts), from its first turn.
+        ``task`` names it in ``assignment()`` for whoever inspects the server."""
         if attempt < 1:
             raise ValueError("attempt is 1-based")
         with self._state.lock:
             self._state.assignments[api_key] = Assignment(script, attempt, task)
+            self._state.turns.pop(api_key, None)
 
     def release(self, api_key: str) -> None:
         """Forget ``api_key``'s assignment (a finished attempt)."""
         with self._state.lock:
             self._state.assignments.pop(api_key, None)
+            self._state.turns.pop(api_key, None)
 
     def assignment(self, api_key: str) -> Assignment | None:
         with self._state.lock:

@@ -125,6 +125,18 @@ def is_title_request(body: Mapping[str, Any]) -> bool:
     return "title" in _schema_properties(body) or 'single "title" field' in system_text(body)
 
 
+def is_compaction_request(body: Mapping[str, Any]) -> bool:
+    """The CLI asking for a summary of the conversation, to replace its history (it does
+    so before a turn when the reported context nears the model's window)."""
+    users = [
+        m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"
+    ]
+    if not users:
+        return False
+    text = "\n".join(_texts(users[-1].get("content")))
+    return "<summary>" in text and "summary of the conversation" in text
+
+
 def usage(overrides: Mapping[str, int] | None = None) -> dict[str, int]:
     """The usage block of a reply: the defaults, with ``overrides`` applied."""
     counts = dict.fromkeys(USAGE_KEYS, 0)

@@ -286,9 +286,15 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "http_400",
-        "api_error",
+        "agent_error",
         _error(400, "bad request"),
         check=_api_error(400, "API Error: 400", "unknown"),
+    ),
+    Case(
+        "http_404",
+        "agent_error",
+        _error(404, "model: claude-nonexistent"),
+        check=_api_error(404, "There's an issue with the selected model", "model_not_found"),
     ),
     Case(
         "http_401",

@@ -94,7 +94,9 @@ def test_structured_output_required_only_when_asked() -> None:
     ("result", "kind"),
     [
         ({"subtype": "success", "is_error": True, "result": "something odd"}, "agent_error"),
-        ({"subtype": "success", "is_error": True, "api_error_status": 404}, "api_error"),
+        ({"subtype": "success", "is_error": True, "api_error_status": 413}, "agent_error"),
+        ({"subtype": "success", "is_error": True, "api_error_status": 408}, "api_error"),
+        ({"subtype": "success", "is_error": True, "api_error_status": 502}, "api_error"),
         (
             {"subtype": "success", "is_error": True, "result": "OAuth token has expired"},
             "auth",

@@ -17,9 +17,11 @@ recorded in ``docs/cli-behaviour.md`` and re-checked by ``tests/test_cli_contrac
      ``output_invalid``;
    - ``is_error: true`` with ``subtype: success`` is an API failure, told apart by
      ``api_error_status``: 429 -> ``rate_limited``; 401, 403, or no status and a "not
-     logged in"/"invalid API key" text -> ``auth``; any other status, or none with
-     ``terminal_reason: api_error`` (a request timed out, a dropped connection) ->
-     ``api_error``;
+     logged in"/"invalid API key" text -> ``auth``; a status the CLI itself treats as
+     transient (408, 409, 5xx, 529), or none with ``terminal_reason: api_error`` (a
+     request timed out, a dropped connection) -> ``api_error``; another 4xx (400
+     invalid request, 404 unknown model, 413 too large: the CLI does not retry them
+     either, and neither should the runner by default) -> ``agent_error``;
    - ``terminal_reason`` ``aborted_*`` (interrupted from outside, not by the runner) ->
      ``crash``; anything else with ``is_error`` (``error_during_execution``, e.g. an
      unknown ``--resume`` id) -> ``agent_error``.
@@ -68,6 +70,7 @@ _SUBTYPE_KINDS: Final[Mapping[str, FailureKind]] = {
     "error_max_structured_output_retries": "output_invalid",
 }
 _AUTH_STATUSES: Final = frozenset({401, 403})
+_TRANSIENT_4XX: Final = frozenset({408, 409})
 # Result texts of authentication failures that carry no HTTP status (no credentials).
 _AUTH_TEXT: Final = re.compile(
     r"^(Not logged in|Invalid API key|Failed to authenticate|OAuth token)", re.IGNORECASE
@@ -153,8 +156,10 @@ def _api_failure(
     if status in _AUTH_STATUSES or (status is None and _AUTH_TEXT.match(text)):
         where = f" (HTTP {status})" if status is not None else ""
         return Verdict("auth", f"authentication failed{where}: {text}")
-    if isinstance(status, int):
+    if isinstance(status, int) and (status >= 500 or status in _TRANSIENT_4XX):
         return Verdict("api_error", f"API error (HTTP {status}): {text}", hint)
+    if isinstance(status, int):
+        return Verdict("agent_error", f"the API refused the request (HTTP {status}): {text}")
     if result.get("terminal_reason") == "api_error":
         return Verdict("api_error", f"API error: {text}", hint)
     return Verdict("agent_error", f"the agent reported an error: {text}")

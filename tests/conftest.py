@@ -67,6 +67,7 @@ def fake_api() -> Iterator[FakeMessagesAPI]:
     finally:
         api.stop()
     assert not api.live_threads(), f"fake API threads outlived stop(): {api.live_threads()}"
+    assert not api.errors, f"the fake API failed while answering: {api.errors}"
 
 
 @pytest.fixture

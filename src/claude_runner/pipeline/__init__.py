@@ -10,6 +10,7 @@ Modules, one job each:
 - ``stream``    bounded, line-aligned reading of stream-json; finds init and result.
 - ``events``    the versioned event contract and its single writer.
 - ``result``    per-task results and the aggregated ``pipeline_result``.
+- ``classify``  an attempt's failure kind from the CLI's result, exit and stderr.
 - ``taskspace`` the run directory layout, task workspace copies, per-slot config dirs.
 - ``preserve``  a worktree task's changes as a branch and a patch.
 """

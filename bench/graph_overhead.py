@@ -159,8 +159,10 @@ class Bench:
             elapsed = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
         assert code == 0, f"runner round {round_no} failed"
+        used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+        print(f"  runner cpu: {used / self.count * 1000:.2f} ms per task", file=sys.stderr)
         if round_no >= 0:
-            self.cpu.append(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime)
+            self.cpu.append(used)
         return elapsed
 
     def xargs(self, round_no: int) -> float:

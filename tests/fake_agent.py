@@ -28,6 +28,13 @@ the first word of the prompt picks the behaviour:
                         succeeds
     argv                init, an assistant line with its own argv, success
     output <json>       init, a successful result whose structured_output is <json>
+    spend <n> <usd> [<secs>]
+                        the CLI's budget behaviour: init, then n turns (assistant
+                        messages: tool calls, the last one text) costing <usd> each,
+                        <secs> apart; with --max-budget-usd C it stops after the first
+                        turn that brings the total to C or more (a result with subtype
+                        error_max_budget_usd, exit 1), else a successful result; the
+                        result's total_cost_usd is what the turns cost (see _spend)
 """
 
 from __future__ import annotations
@@ -172,6 +179,55 @@ def _output(session: str, prompt: str) -> int:
     return 0
 
 
+# What the pinned CLI does with --max-budget-usd (measured against the stand-in API with
+# turns of $1.00048, docs/cli-behaviour.md): it prices each reply's usage itself, lets
+# the turn that reaches the cap finish and then stops before the next request; the check
+# is total >= cap (caps 2.00096 and 2.0005 stopped after 2 turns, 2.00097 after 3, 0.5
+# after 1), also when that turn was the final answer. It then prints a result with
+# subtype error_max_budget_usd, is_error true, the turns so far in num_turns, the spend in
+# total_cost_usd, errors ["Reached maximum budget ($<cap>)"], no result text, and exits 1.
+# Its stream's assistant lines carry each reply's usage as of message_start (output
+# tokens 1): the real total is only in the result.
+def _spend(session: str, words: list[str], argv: list[str]) -> int:
+    turns, usd = int(words[1]), float(words[2])
+    pause = float(words[3]) if len(words) > 3 else 0.0
+    flag = "--max-budget-usd"
+    cap = float(argv[argv.index(flag) + 1]) if flag in argv else None
+    total = 0.0
+    for turn in range(1, turns + 1):
+        time.sleep(pause)
+        block: dict[str, object] = (
+            {"type": "text", "text": "spent"}
+            if turn == turns
+            else {"type": "tool_use", "id": f"toolu_{turn}", "name": "Bash", "input": {}}
+        )
+        message = {
+            "id": f"msg_{session}_{turn}",
+            "role": "assistant",
+            "model": "claude-opus-5-5",
+            "content": [block],
+            "usage": {"input_tokens": 120, "output_tokens": 1},
+        }
+        _emit({"type": "assistant", "message": message, "session_id": session})
+        total += usd
+        if cap is not None and total >= cap:
+            _emit(
+                {
+                    "type": "result",
+                    "subtype": "error_max_budget_usd",
+                    "is_error": True,
+                    "session_id": session,
+                    "num_turns": turn,
+                    "total_cost_usd": total,
+                    "errors": [f"Reached maximum budget (${cap:g})"],
+                    "terminal_reason": "budget_exhausted",
+                }
+            )
+            return 1
+    _result(session, text="spent", num_turns=turns, total_cost_usd=total)
+    return 0
+
+
 def _linger(session: str) -> int:
     _result(session, text="done, but lingering")
     _forever()
@@ -194,6 +250,7 @@ def main(argv: list[str]) -> int:
         "stderr-secret": _stderr_secret,
         "secret": _secret,
         "output": lambda session: _output(session, prompt),
+        "spend": lambda session: _spend(session, words, argv),
     }
     # Modes that do something, then succeed.
     actions: dict[str, Callable[[], object]] = {

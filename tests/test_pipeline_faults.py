@@ -13,12 +13,15 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from claude_runner import proc, procs
 from claude_runner.pipeline import scheduler
+from claude_runner.pipeline import task as task_module
+from claude_runner.pipeline.clirun import CliRun
 from claude_runner.pipeline.executor import run_pipeline
 from claude_runner.plan.models import Plan, resolve
 from tests.runs import (
@@ -168,6 +171,30 @@ def test_a_cancel_before_the_run_skips_everything_but_reports_it(runner: Runner)
     assert [t["status"] for t in result_of(events)["tasks"]] == ["skipped"] * 3
     assert of_type(events, "task_start") == []
     assert len(of_type(events, "task_finish")) == 3
+
+
+def test_a_cancel_while_the_cli_starts_stops_it_once_started(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI starts in a helper thread: a signal to the runner that arrives meanwhile
+    # finds no CLI to stop yet, and the CLI must be stopped as soon as it has started.
+    cancel = threading.Event()
+
+    class StartedAfterTheCancel(CliRun):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            attempt = kwargs["hooks"].on_session.__self__._at
+            cancel.set()
+            assert attempt.stop.wait(30), "the scheduler did not stop the attempt"
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(task_module, "CliRun", StartedAfterTheCancel)
+    code, events = runner.run(plan_of(stage("a", "sleep 30")), cancel)
+    t = task(events, "a", "t0")
+    assert code == 1
+    assert t["status"] == "cancelled"
+    # Stopped before its result (SIGINT: killed by it, or exit 1 when it came while
+    # Python was starting); unstopped, it would have slept and then succeeded.
+    assert (t["num_turns"], t["exit_code"] != 0) == (None, True), t["exit_code"]
 
 
 def test_long_prompt_goes_through_stdin(runner: Runner) -> None:

@@ -11,6 +11,9 @@ helper threads.
 Best effort: older kernels ignore the slice, and a refusal (seccomp, an unknown
 architecture) leaves scheduling as it was. Only a SCHED_OTHER thread with nice >= 0 is
 touched: reset-on-fork would otherwise also reset the agents' nice value.
+
+Since the CLIs start in helper threads (``pipeline/scheduler.py``), the loop no longer
+sleeps in vfork; what the short slice still buys it has not been measured since.
 """
 
 from __future__ import annotations

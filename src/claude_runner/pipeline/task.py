@@ -3,19 +3,22 @@ run's scheduler (``scheduler.py``) drives. ``TaskRun`` is the one owner of the t
 state: only its methods change its ``TaskResult``.
 
 An attempt: ``begin`` (``task_start``), ``prepare`` (prompt, workspace copy, branch
-base: may block, so the scheduler runs it in a helper thread when it copies),
-``launch`` (the CLI, a ``CliRun``), its pipes (``feed``, ``feed_stderr``,
+base: may block) and ``launch`` (the CLI, a ``CliRun``: starting a process blocks until
+it has exec'd), both in a helper thread, then ``launched`` back on the scheduler's
+thread; the CLI's pipes (``feed``, ``feed_stderr``,
 ``output_closed``, ``stderr_closed``), ``cli_exited``; then, while the verdict is a
 success and a verify gate is set, ``check`` (blocking) and, when it failed and runs are
 left, ``continue_session`` (the same session, ``--resume``); then ``conclude``
 (blocking: preserve the work, check a read-only snapshot, sweep leftovers). After an
 attempt, ``retry_delay`` says whether another one comes (``retry`` emits
 ``task_retry`` and moves the attempt's files aside) or ``finish`` emits
-``task_finish``. Every step but ``prepare``, ``check`` and ``conclude`` runs on the
-scheduler's thread, so the state needs no lock; those touch only their own files. A
-step never raises: a failure becomes the task's status, kind and reason.
+``task_finish``. Every step but ``prepare``, ``launch``, ``check`` and ``conclude``
+runs on the scheduler's thread, so the state needs no lock; those touch only their own
+files and the attempt's fields that the scheduler does not write meanwhile. A step never
+raises: a failure becomes the task's status, kind and reason.
 
-``cancel`` and ``time_out`` stop the attempt: before the launch they prevent it;
+``cancel`` and ``time_out`` stop the attempt: before the launch they prevent it (a CLI
+that was starting meanwhile is stopped by ``launched``);
 afterwards ``proc.stop`` escalates SIGINT -> SIGTERM -> SIGKILL (``STOP_GRACE`` seconds
 apart, in a thread of its own) over the CLI's process group and every descendant, and a
 running check or copy is stopped through the attempt's ``stop`` event. Every task's
@@ -104,6 +107,7 @@ class _Attempt:
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     stopped: tuple[FailureKind, str] | None = None  # the runner stopped it: why
+    stop_pending: bool = False  # stopped while its CLI was starting: launched() stops it
     failure: tuple[FailureKind, str] | None = None  # a step failed: why
     verdict: tuple[TaskStatus, FailureKind | None, str | None] | None = None
     prepared: bool = False
@@ -198,11 +202,6 @@ class TaskRun:
     @property
     def attempt_started(self) -> float:
         return self._at.started if self._at is not None else 0.0
-
-    @property
-    def prepare_blocks(self) -> bool:
-        """Whether ``prepare`` copies a workspace (seconds for a big one)."""
-        return self.task.workspace != "shared"
 
     @property
     def conclude_blocks(self) -> bool:
@@ -325,6 +324,15 @@ class TaskRun:
             if seed_config and at.cli is not None:
                 self.ctx.watchman.scrub(config_dir / configdir.CREDENTIALS)
         return at.cli
+
+    def launched(self) -> None:
+        """Back on the scheduler's thread after ``launch`` ran in a helper: an attempt
+        stopped while its CLI was starting (``cancel``, ``time_out`` found no CLI to
+        stop) stops that CLI now."""
+        at = self._at
+        if at is not None and at.stop_pending and at.cli is not None:
+            at.stop_pending = False
+            self._stop_cli(at.cli)
 
     def continue_session(self) -> CliRun | None:
         """After a failed check: the agent gets the check's output in its session."""
@@ -494,6 +502,8 @@ class TaskRun:
         at.stop.set()
         if at.cli is not None:
             self._stop_cli(at.cli)
+        else:
+            at.stop_pending = True
 
     def _stopped_status(self) -> TaskStatus:
         at = self._at

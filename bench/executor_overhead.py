@@ -137,9 +137,9 @@ def main() -> int:
 
 def guardrails_plan() -> ResolvedPlan:
     """The same tasks as a v2 plan with GUARDRAILS on every task."""
-    tasks = [{"id": f"t{i}", "prompt": f"task {i}"} for i in range(TASKS)]
+    tasks = [{"id": f"t{i}", "prompt": f"task {i}", "read_only": True} for i in range(TASKS)]
     stage = {"id": "s", "mode": "parallel", "max_parallel": PARALLEL, "tasks": tasks}
-    defaults = {"workspace": "shared", "read_only": True, **GUARDRAILS}
+    defaults = {"workspace": "shared", **GUARDRAILS}
     return _plans.resolved({"version": "v2", "defaults": defaults, "stages": [stage]})
 
 

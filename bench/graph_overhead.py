@@ -96,7 +96,7 @@ def dag_plan(needs: list[list[int]]) -> ResolvedPlan:
     stages: list[dict[str, Any]] = []
     for start in range(0, len(needs), STAGE_SIZE):
         tasks = [
-            {"id": f"t{i}", "prompt": "ok", "needs": [ref(j) for j in needs[i]]}
+            {"id": f"t{i}", "prompt": "ok", "read_only": True, "needs": [ref(j) for j in needs[i]]}
             for i in range(start, min(start + STAGE_SIZE, len(needs)))
         ]
         stages.append(
@@ -106,7 +106,7 @@ def dag_plan(needs: list[list[int]]) -> ResolvedPlan:
         {
             "version": "v2",
             "max_concurrency": PARALLEL,
-            "defaults": {"workspace": "shared", "read_only": True},
+            "defaults": {"workspace": "shared"},
             "stages": stages,
         }
     )

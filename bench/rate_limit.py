@@ -89,11 +89,11 @@ def measure(tmp: Path, cli: str, api: StandinAPI) -> tuple[int, float]:
         "IS_SANDBOX": "1",  # the CLI refuses --dangerously-skip-permissions as root otherwise
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    tasks = [{"id": f"t{i}", "prompt": f"task {i}"} for i in range(TASKS)]
+    tasks = [{"id": f"t{i}", "prompt": f"task {i}", "read_only": True} for i in range(TASKS)]
     plan = _plans.resolved(
         {
             "version": "v2",
-            "defaults": {"workspace": "shared", "read_only": True},
+            "defaults": {"workspace": "shared"},
             "stages": [{"id": "s", "mode": "parallel", "max_parallel": PARALLEL, "tasks": tasks}],
         }
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from claude_runner.plan.resolved import AgentControls, ResolvedPlan
+from claude_runner.plan.resolved import ResolvedPlan
 from tests.fakeapi import FakeMessagesAPI, Text, ToolUse
 from tests.runs import Events, Runner, plan_of, result_of, tuned
 
@@ -58,7 +58,7 @@ def budget_plan(specs: list[Spec], budget: float) -> ResolvedPlan:
     caps = {f"t{i}": s.own_cap for i, s in enumerate(specs)}
     only = plan.stages[0]
     with_caps = tuple(
-        dataclasses.replace(t, controls=AgentControls(max_budget_usd=caps[t.id]))
+        dataclasses.replace(t, controls=dataclasses.replace(t.controls, max_budget_usd=caps[t.id]))
         for t in only.tasks
     )
     return dataclasses.replace(plan, stages=(dataclasses.replace(only, tasks=with_caps),))

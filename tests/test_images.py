@@ -606,7 +606,9 @@ def test_process_tree_and_signal_forwarding(
     children = [pid for pid, (ppid, _, _) in by_pid.items() if ppid == runner[0]]
     cli = [pid for pid in children if by_pid[pid][2].split()[0].endswith("claude")]
     watchman = [pid for pid in children if " -I -S -c " in by_pid[pid][2]]
-    assert len(cli) == 1 and len(watchman) == 1 and len(children) == 2, rows
+    assert len(children) == 2, rows
+    assert len(cli) == 1, rows
+    assert len(watchman) == 1, rows
     assert by_pid[cli[0]][1] == "claude"
     assert by_pid[watchman[0]][1] == "claude"
     # tini forwards SIGTERM; the runner stops the CLI and exits 128+15 on its own,

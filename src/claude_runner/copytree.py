@@ -19,6 +19,10 @@ writable even when the source is a read-only mount or has 0444 files / 0555 dire
 (the other bits, exec bits included, stay as they were). Hard links are kept within
 each unit; two names of one file in different units become two files.
 
+``reflink=True`` asks cp for ``--reflink=always``: every file's blocks are shared with
+the source's (XFS, Btrfs), and the copy fails where the file system cannot do that.
+``cancel``, when set, stops the copy between chunks (it then fails and is removed).
+
 Errors raise ``WorkspaceError`` naming the path and the reason; a failed copy removes
 what it created, so a half-made tree is never mistaken for a workspace later.
 """
@@ -32,6 +36,7 @@ import stat
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from claude_runner import proc
@@ -40,12 +45,20 @@ from claude_runner.errors import WorkspaceError
 _STDERR_LINES = 5
 
 
-def copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(
+    src: Path, dst: Path, *, reflink: bool = False, cancel: threading.Event | None = None
+) -> None:
     """Copy the tree at ``src`` to ``dst`` (absent, or an empty directory)."""
-    copy_tree_many(src, [dst])
+    copy_tree_many(src, [dst], reflink=reflink, cancel=cancel)
 
 
-def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
+def copy_tree_many(
+    src: Path,
+    dsts: Sequence[Path],
+    *,
+    reflink: bool = False,
+    cancel: threading.Event | None = None,
+) -> None:
     """Make an independent copy of ``src`` at each of ``dsts`` (absent or empty), all
     through one pool of cp workers."""
     if not dsts:
@@ -60,7 +73,7 @@ def copy_tree_many(src: Path, dsts: Sequence[Path]) -> None:
             if not target.exists():
                 _mkdir(target)
                 created.append(target)
-        _parallel_cp(source, targets)
+        _parallel_cp(source, targets, _CpOptions(reflink, cancel))
     except BaseException:
         for target in targets:
             _undo(target, remove_dir=target in created)
@@ -171,7 +184,13 @@ def _workers() -> int:
 _CP_SLOTS = threading.BoundedSemaphore(_workers())
 
 
-def _parallel_cp(source: Path, targets: list[Path]) -> None:
+@dataclass(frozen=True)
+class _CpOptions:
+    reflink: bool
+    cancel: threading.Event | None
+
+
+def _parallel_cp(source: Path, targets: list[Path], options: _CpOptions) -> None:
     skeleton, jobs = _plan(source)
     for target in targets:
         for rel in skeleton[1:]:
@@ -180,7 +199,7 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
     failures: list[str] = []
     pool = ThreadPoolExecutor(max_workers=_workers())
     try:
-        futures = [pool.submit(_cp_job, source, *job) for job in work]
+        futures = [pool.submit(_cp_job, source, *job, options) for job in work]
         for future in as_completed(futures):
             failure = future.result()
             if failure:
@@ -204,15 +223,18 @@ def _parallel_cp(source: Path, targets: list[Path]) -> None:
                 ) from None
 
 
-def _cp_job(source: Path, target: Path, parent: str, names: list[str]) -> str:
+def _cp_job(source: Path, target: Path, parent: str, names: list[str], options: _CpOptions) -> str:
     with _CP_SLOTS:
-        return _run_cp(source, target, parent, names)
+        if options.cancel is not None and options.cancel.is_set():
+            return "cancelled"
+        return _run_cp(source, target, parent, names, reflink=options.reflink)
 
 
-def _run_cp(source: Path, target: Path, parent: str, names: list[str]) -> str:
+def _run_cp(source: Path, target: Path, parent: str, names: list[str], *, reflink: bool) -> str:
     argv = [
         "cp",
         "-a",
+        *(["--reflink=always"] if reflink else []),
         "-t",
         str(target / parent),
         "--",

@@ -477,6 +477,36 @@ def test_a_busy_workspace_is_detached_at_release(root: None, repo: Path, runs: P
         w.close()
 
 
+def test_a_workspace_unmounted_by_the_agent_is_released_with_a_note(
+    root: None, repo: Path, runs: Path
+) -> None:
+    w = _open(runs / "r", repo)
+    try:
+        ws = w.make("worktree", repo, runs / "r" / "tasks" / "s" / "t" / "workspace")
+        done = proc.run(["umount", str(ws.path)])  # a root agent may, from outside it
+        assert done.returncode == 0, done.stderr
+        ws.release()
+        assert ws.notes == ["the workspace was unmounted by something else"]
+    finally:
+        w.close()
+
+
+def test_a_killed_runners_scratch_does_not_stop_the_next(
+    root: None, repo: Path, runs: Path
+) -> None:
+    left = runs / "r" / ".workspaces" / "work" / "0" / "work"
+    left.mkdir(parents=True)
+    left.chmod(0)
+    (runs / "r" / ".workspaces" / "probe" / "lower").mkdir(parents=True)
+    w = _open(runs / "r", repo)
+    try:
+        assert w.methods.worktree == "overlay"
+        ws = w.make("worktree", repo, runs / "r" / "tasks" / "s" / "t" / "workspace")
+        assert (ws.method, ws.notes) == ("overlay", [])
+    finally:
+        w.close()
+
+
 def test_close_releases_what_is_left(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     for i in range(3):

@@ -176,19 +176,26 @@ def _a_file(source: Path) -> Path | None:
         here = pending.pop(0)
         try:
             with os.scandir(here) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                for entry in it:
+                    seen += 1
+                    found = _regular_or_dir(entry, pending)
+                    if found is not None or seen >= _REFLINK_SCAN:
+                        return found
         except OSError:
             continue
-        for entry in entries:
-            seen += 1
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                return Path(entry.path)
-            if stat.S_ISDIR(st.st_mode):
-                pending.append(Path(entry.path))
+    return None
+
+
+def _regular_or_dir(entry: os.DirEntry[str], pending: list[Path]) -> Path | None:
+    """``entry`` if it is a non-empty regular file; a directory goes on ``pending``."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+        return Path(entry.path)
+    if stat.S_ISDIR(st.st_mode):
+        pending.append(Path(entry.path))
     return None
 
 

@@ -104,12 +104,15 @@ class TaskWorkspace:
                     try:
                         self._mounter.unmount(self.path)
                     except OSError as exc:
-                        if exc.errno != errno.EBUSY:
+                        if exc.errno == errno.EINVAL:  # not a mount point (any more)
+                            self.notes.append("the workspace was unmounted by something else")
+                        elif exc.errno == errno.EBUSY:
+                            self._mounter.unmount(self.path, detach=True)
+                            self.notes.append("the workspace was still in use at the end: detached")
+                        else:
                             raise WorkspaceError(
                                 f"cannot unmount {self.path}: {exc.strerror}"
                             ) from None
-                        self._mounter.unmount(self.path, detach=True)
-                        self.notes.append("the workspace was still in use at the end: detached")
             finally:
                 if self._on_release is not None:
                     self._on_release._forget(self)
@@ -138,10 +141,13 @@ class Workspaces:
         """Claim ``run_dir`` and probe the methods for tasks of ``modes`` over ``source``
         (UsageError for a bad ``PIPELINE_WORKSPACE_METHOD``, WorkspaceError when the run
         directory is someone else's)."""
+        run_dir, source = Path(os.path.abspath(run_dir)), Path(os.path.abspath(source))
         claim = cleanup.Claim(run_dir)
         try:
             scratch = run_dir / SCRATCH
-            scratch.mkdir(exist_ok=True)
+            if os.path.lexists(scratch):  # a killed runner's (its mounts are gone by now)
+                remove_tree(scratch)
+            scratch.mkdir()
             methods, mounter = probe(scratch=scratch, source=source, env=env, modes=modes)
         except BaseException:
             claim.release()
@@ -162,6 +168,7 @@ class Workspaces:
         of those tasks are overlays, a copy of it made at ``snapshot`` (by reflink where
         that works)."""
         overlays = any(self.methods.of(m)[0] == "overlay" for m in modes)
+        source, snapshot = Path(os.path.abspath(source)), Path(os.path.abspath(snapshot))
         if not (shared_writers and overlays):
             return StageSource(source, snapshot=False)
         snapshot.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +187,7 @@ class Workspaces:
         ``source`` at ``dest`` (absent or empty). An overlay the kernel refuses for this
         one task falls back to a copy, with a note."""
         method, _ = self.methods.of(mode)
+        source, dest = Path(os.path.abspath(source)), Path(os.path.abspath(dest))
         if method == "shared":
             raise ValueError(f"a {mode} task has no workspace of its own")
         read_only = mode == "snapshot_ro"

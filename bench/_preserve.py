@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import _repo  # noqa: F401 - first: puts this tree's src/ at the front of sys.path
 from claude_runner.pipeline.workspaces import TaskWorkspace
 
 IDENTITY = ("Bench", "bench@example.invalid")

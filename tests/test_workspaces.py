@@ -188,9 +188,11 @@ def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
                 found[rel] = ("l", os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 found[rel] = ("d", stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-            else:
+            elif stat.S_ISREG(st.st_mode):
                 digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
                 found[rel] = ("f", stat.S_IMODE(st.st_mode) | stat.S_IWUSR, digest)
+            else:  # devices (an overlay's whiteouts), FIFOs, sockets
+                found[rel] = ("o", stat.S_IFMT(st.st_mode), st.st_rdev)
     return found
 
 
@@ -367,7 +369,8 @@ def test_overlay_as_root_matches_the_copy_and_lists_every_change(
         assert m.notes == ()
         a = over.make("worktree", repo, runs / "o" / "tasks" / "s" / "t" / "workspace")
         b = copy.make("worktree", repo, runs / "c" / "tasks" / "s" / "t" / "workspace")
-        assert (a.method, a.read_only, a.mounted) == ("overlay", None, True)
+        assert (a.method, a.read_only, a.mounted, a.namespace) == ("overlay", None, True, False)
+        assert (a.read_root, a.command(["git", "status"])) == (a.path, ["git", "status"])
         assert has_mounts(runs / "o")
         assert snapshot(a.path) == before
         for ws in (a, b):
@@ -805,9 +808,23 @@ def test_unprivileged_overlay_in_a_user_namespace(
     assert snapshot(merged) == snapshot(copied)
     trees = Trees(repo, tmp_path)
     assert trees.tree(merged, wt["changed"]) == trees.tree(copied, None)
-    assert [
-        p for p in differing(snapshot(repo), snapshot(copied)) if not covered(p, wt["changed"])
-    ] == []
+    missed = differing(snapshot(repo), snapshot(copied))
+    assert [p for p in missed if not covered(p, wt["changed"])] == []
+    # read_root: the runner, outside the namespace, reads the upper layer instead; every
+    # listed path is there whole, or a whiteout where the path was deleted.
+    assert (wt["namespace"], wt["read_root"]) == (True, wt["upper"])
+    upper_layer = Path(wt["upper"])
+    whole = snapshot(upper_layer)
+    for rel in wt["changed"]:
+        if rel == ".git/index":
+            continue  # rewritten after the dump, by git status
+        st = os.lstat(upper_layer / rel)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            assert not os.path.lexists(merged / rel), rel
+        elif stat.S_ISDIR(st.st_mode):
+            assert snapshot(upper_layer / rel) == snapshot(merged / rel), rel
+        else:
+            assert whole[rel] == snapshot(merged)[rel], rel
 
 
 def test_namespace_refused_gives_the_copy_with_a_note(

@@ -105,6 +105,9 @@ def main(spec: dict[str, Any]) -> None:
                     "read_only": ws.read_only,
                     "notes": ws.notes,
                     "changed": ws.changed_paths(),
+                    "read_root": str(ws.read_root),
+                    "upper": None if ws.upper is None else str(ws.upper),
+                    "namespace": ws.namespace,
                     "results": results,
                 }
             )

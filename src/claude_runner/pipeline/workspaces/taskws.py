@@ -36,7 +36,7 @@ from pathlib import Path
 
 from claude_runner.copytree import copy_tree, remove_tree
 from claude_runner.errors import WorkspaceError
-from claude_runner.pipeline.workspaces import cleanup, upper
+from claude_runner.pipeline.workspaces import cleanup, mounts, upper
 from claude_runner.pipeline.workspaces.methods import (
     Guarantee,
     Method,
@@ -74,6 +74,24 @@ class TaskWorkspace:
     @property
     def mounted(self) -> bool:
         return self._mounter is not None and not self._released
+
+    @property
+    def read_root(self) -> Path:
+        """Where the runner itself reads the task's files: the workspace, except for a
+        writable overlay in a user namespace. Only the namespace's processes see that
+        mount (and git resolves ``/proc/<pid>/root`` paths back to the runner's view), so
+        the runner reads the upper layer, which holds every path ``changed_paths``
+        lists whole (no redirects, no metacopy there); a 0/0 character device in it is
+        a deleted path. The start state is then the lower layer's."""
+        if self.upper is not None and self.namespace:
+            return self.upper
+        return self.path
+
+    @property
+    def namespace(self) -> bool:
+        """The workspace is a mount in the run's user namespace: start every process
+        that must see it through ``command``."""
+        return self._mounter is not None and self._mounter.xattrs == mounts.USER
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` as it must be started to see this workspace (unchanged but in a user

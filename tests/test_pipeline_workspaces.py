@@ -35,7 +35,7 @@ from tests.test_pipeline_faults import (
     task,
     wait_for,
 )
-from tests.test_workspaces import SCRIPT, _make_repo, _require_root
+from tests.workspaces_helpers import SCRIPT, make_repo, require_root
 
 pytestmark = [
     pytest.mark.cli,
@@ -49,11 +49,11 @@ pytestmark = [
 
 @pytest.fixture
 def cli(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]) -> Runner:
-    _require_root()
+    require_root()
     r = Runner(tmp_path)
     r.claude_bin = claude_bin
     r.env = claude_env
-    _make_repo(r.workspace)
+    make_repo(r.workspace)
     return r
 
 

@@ -165,7 +165,9 @@ def test_a_cancelled_copy_fails_and_leaves_nothing(repo: Path, runs: Path) -> No
         w.close()
 
 
+@pytest.mark.root
 # --- overlay as root ---------------------------------------------------------------------------
+@pytest.mark.root
 def test_overlay_as_root_matches_the_copy_and_lists_every_change(
     root: None, repo: Path, runs: Path, tmp_path: Path
 ) -> None:
@@ -249,6 +251,7 @@ def test_overlay_as_root_matches_the_copy_and_lists_every_change(
     assert snapshot(repo) == before  # the workspace itself was never written
 
 
+@pytest.mark.root
 def test_snapshot_ro_overlay_refuses_even_chmod(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     try:
@@ -280,6 +283,7 @@ def test_snapshot_ro_overlay_refuses_even_chmod(root: None, repo: Path, runs: Pa
     assert not has_mounts(runs)
 
 
+@pytest.mark.root
 def test_a_busy_workspace_is_detached_at_release(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     try:
@@ -295,6 +299,7 @@ def test_a_busy_workspace_is_detached_at_release(root: None, repo: Path, runs: P
         w.close()
 
 
+@pytest.mark.root
 def test_a_workspace_unmounted_by_the_agent_is_released_with_a_note(
     root: None, repo: Path, runs: Path
 ) -> None:
@@ -309,6 +314,7 @@ def test_a_workspace_unmounted_by_the_agent_is_released_with_a_note(
         w.close()
 
 
+@pytest.mark.root
 def test_a_killed_runners_scratch_does_not_stop_the_next(
     root: None, repo: Path, runs: Path
 ) -> None:
@@ -325,6 +331,7 @@ def test_a_killed_runners_scratch_does_not_stop_the_next(
         w.close()
 
 
+@pytest.mark.root
 def test_close_releases_what_is_left(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     for i in range(3):
@@ -336,6 +343,7 @@ def test_close_releases_what_is_left(root: None, repo: Path, runs: Path) -> None
     assert not (runs / "r" / ".workspaces").exists()
 
 
+@pytest.mark.root
 def test_a_stage_with_shared_writers_gets_one_snapshot(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     try:
@@ -356,6 +364,7 @@ def test_a_stage_with_shared_writers_gets_one_snapshot(root: None, repo: Path, r
         w.close()
 
 
+@pytest.mark.root
 def test_overlay_refused_falls_back_to_the_copy_with_a_note(
     root: None, repo: Path, runs: Path
 ) -> None:
@@ -383,6 +392,7 @@ def test_overlay_refused_falls_back_to_the_copy_with_a_note(
         mounts.unmount(str(layers / "merged"), detach=True)
 
 
+@pytest.mark.root
 def test_a_workspace_with_mounts_inside_gets_no_overlay(root: None, repo: Path, runs: Path) -> None:
     inner = repo / "node_modules"
     inner.mkdir()
@@ -429,6 +439,7 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+@pytest.mark.root
 def test_reflink_on_xfs_shares_the_blocks(xfs: Path) -> None:
     repo = make_repo(xfs / "repo")
     (repo / "big.bin").write_bytes(os.urandom(64 << 20))
@@ -472,7 +483,9 @@ def test_reflink_on_xfs_shares_the_blocks(xfs: Path) -> None:
         auto.close()
 
 
+@pytest.mark.root
 # --- a killed runner ------------------------------------------------------------------------
+@pytest.mark.root
 def test_a_sigkilled_runner_leaves_mounts_that_clean_leftovers_removes(
     root: None, repo: Path, runs: Path
 ) -> None:
@@ -514,6 +527,7 @@ def test_a_sigkilled_runner_leaves_mounts_that_clean_leftovers_removes(
     Claim(run_dir).release()  # nobody holds it any more
 
 
+@pytest.mark.root
 def test_clean_leftovers_leaves_mounts_that_are_not_a_runs(root: None, runs: Path) -> None:
     (runs / "r").mkdir()
     assert proc.run(["mount", "-t", "tmpfs", "tmpfs", str(runs / "r")]).returncode == 0
@@ -537,6 +551,7 @@ def _cli_argv(claude_bin: str) -> list[str]:
     ]
 
 
+@pytest.mark.root
 @pytest.mark.cli
 @pytest.mark.usefixtures("root")
 def test_the_real_cli_works_in_an_overlay_like_in_a_copy(

@@ -41,6 +41,8 @@ from tests.workspaces_helpers import (
     snapshot,
 )
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def user() -> Iterator[tuple[int, int]]:

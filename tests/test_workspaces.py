@@ -332,6 +332,17 @@ def test_a_killed_runners_scratch_does_not_stop_the_next(
 
 
 @pytest.mark.root
+def test_a_workspace_is_never_mounted_over_files(root: None, repo: Path, runs: Path) -> None:
+    dest = runs / "r" / "tasks" / "s" / "t" / "workspace"
+    dest.mkdir(parents=True)
+    (dest / "left").write_text("from an earlier attempt\n")
+    with _open(runs / "r", repo) as w, pytest.raises(WorkspaceError, match="not empty"):
+        w.make("worktree", repo, dest)
+    assert (dest / "left").read_text() == "from an earlier attempt\n"
+    assert not has_mounts(runs)
+
+
+@pytest.mark.root
 def test_close_releases_what_is_left(root: None, repo: Path, runs: Path) -> None:
     w = _open(runs / "r", repo)
     for i in range(3):

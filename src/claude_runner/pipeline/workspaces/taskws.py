@@ -213,6 +213,8 @@ class Workspaces:
         if method == "overlay" and self._mounter is not None:
             try:
                 ws = self._overlay(source, dest, read_only=read_only)
+            except WorkspaceError:
+                raise
             except OSError as exc:
                 notes.append(f"overlay refused for this task ({exc.strerror or exc}): copied")
             else:
@@ -236,6 +238,9 @@ class Workspaces:
         mounter = self._mounter
         assert mounter is not None  # noqa: S101
         dest.mkdir(parents=True, exist_ok=True)
+        with os.scandir(dest) as entries:
+            if any(True for _ in entries):  # a mount would hide them (a copy refuses too)
+                raise WorkspaceError(f"cannot mount on {dest}: the directory is not empty")
         if read_only:
             self._empty.mkdir(exist_ok=True)
             mounter.overlay(dest, [self._empty, source], None, None)
@@ -266,6 +271,12 @@ class Workspaces:
             _mounter=mounter,
             _on_release=self,
         )
+
+    def __enter__(self) -> Workspaces:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _forget(self, ws: TaskWorkspace) -> None:
         with self._lock:

@@ -147,21 +147,14 @@ def probe(
         mounter, why = _try_mounts(scratch, source, env, requested=requested)
         if mounter is None:
             notes.append(f"overlay: {why}")
-    copy: Method = "reflink" if reflink and requested != "copy" else "copy"
-    in_namespace = isinstance(mounter, namespace.Holder)
-    worktree: Method = copy
-    if mounter is not None and (requested == "overlay" or not in_namespace):
-        worktree = "overlay"
-    snapshot_ro: Method = "overlay" if mounter is not None else copy
-    if mounter is not None and "overlay" not in (worktree, snapshot_ro):
-        mounter.close()
-        mounter = None
+    # (A namespace is only tried when overlay was asked for: then it serves both modes.)
+    best: Method = "overlay" if mounter is not None else "reflink" if reflink else "copy"
     methods = Methods(
         requested=requested,
-        worktree=worktree,
-        snapshot_ro=snapshot_ro,
-        read_only="kernel" if snapshot_ro == "overlay" else "checked",
-        namespace=mounter is not None and in_namespace,
+        worktree=best,
+        snapshot_ro=best,
+        read_only="kernel" if best == "overlay" else "checked",
+        namespace=isinstance(mounter, namespace.Holder),
         reflink=reflink,
         notes=tuple(notes),
     )

@@ -40,7 +40,7 @@ The last lines are medians over rounds of the per-round ratios (goals: overlay <
 copy <= 1.00)::
 
     task_workspaces: runner/cp_a=X.XX runner/git_worktree=Y.YY
-    task_workspaces: overlay/cp_a=X.XXX reflink/cp_a=Y.YY copy/cp_a=Z.ZZ
+    task_workspaces: overlay/cp_a=X.XXXX reflink/cp_a=Y.YY copy/cp_a=Z.ZZ
     task_workspaces: overlay+snapshot/cp_a=W.WW (a stage with shared writers)
 """
 
@@ -322,7 +322,7 @@ def _report(times: dict[str, list[float]], snapshots: list[float]) -> None:
         f"runner/git_worktree={_repo.paired_ratio(times['runner'], times['git_worktree']):.2f}"
     )
     print(
-        f"task_workspaces: overlay/cp_a={ratio('overlay'):.3f} "
+        f"task_workspaces: overlay/cp_a={ratio('overlay'):.4f} "
         f"reflink/cp_a={ratio('reflink'):.3f} copy/cp_a={ratio('copy'):.2f}"
     )
     print(

@@ -108,10 +108,13 @@ def plan_v2_text(stages: int = STAGES, per_stage: int = TASKS_PER_STAGE) -> str:
             lines.append(f"      - id: task-{t:02d}")
             if s > 0 and t % 2 == 0:
                 lines.append(f"        needs: [stage-{s - 1:03d}/task-{t:02d}]")
-            lines.append(
-                f'        prompt: "Stage {s}, task {t}: fix what '
-                f'${{{{ tasks.task-{t:02d}.result }}}} reported; keep the API stable."'
-            )
+                upstream = f"stages.stage-{s - 1:03d}.tasks.task-{t:02d}.result"
+                lines.append(
+                    f'        prompt: "Stage {s}, task {t}: fix what '
+                    f'${{{{ {upstream} }}}} reported; keep the API stable."'
+                )
+            else:
+                lines.append(f'        prompt: "Stage {s}, task {t}: keep the API stable."')
             if t % 3 == 0:
                 lines.append(f'        check: "pytest -q tests/${{{{ item }}}}/{t}"')
                 lines.append("        for_each: [a, b]")

@@ -1,7 +1,7 @@
-"""Benchmark: 16 ``worktree`` task workspaces of one repository, three ways.
+"""Benchmark: 16 ``worktree`` task workspaces of one repository, every way.
 
 Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--count 16]``
-(needs root for the per-round file systems; see below).
+(needs root for the per-round file systems and the mounts; see below).
 
 Methods, timed side by side in each round with a rotating order:
 
@@ -12,7 +12,18 @@ Methods, timed side by side in each round with a rotating order:
   ``worktree`` task in a git repository), its run directory on the fresh file system;
 - cp_a: ``cp -a src dst`` 16 times, one after the other;
 - git_worktree: ``git worktree add --detach dst`` 16 times (tracked files only, from a
-  private copy of the repository so the cached one never changes).
+  private copy of the repository so the cached one never changes);
+- copy, overlay, reflink: the task workspaces module (``pipeline.workspaces``) with
+  ``PIPELINE_WORKSPACE_METHOD`` forced, 16 ``Workspaces.make`` calls from 16 threads at
+  once (as the executor's helper threads make them); the run's probe is not timed (once
+  per run, not per workspace). copy and overlay put their run directory on the fresh
+  ext4 (the overlay's lower layer is the cached repository, its upper layers go there);
+  reflink needs the repository on a file system with reflinks: each round makes a fresh
+  XFS image, copies the repository into it (not timed) and makes the 16 reflink copies
+  there;
+- overlay+snapshot: one stage snapshot (``Workspaces.stage_source``, a copy: ext4 has no
+  reflinks) and then the 16 overlays over it, the price of a stage whose ``shared`` tasks
+  may write the workspace while the overlays are mounted.
 
 Disk: at scale 1.0 one method's 16 copies take about 11 GB, so five rounds of three
 methods would need about 160 GB, and deleting between rounds is no way out (creating
@@ -25,9 +36,12 @@ unmounted and the image removed, which frees one file, not 300,000 inodes. As fo
 each timed method; the time ends when the last copy's process exits. ``--scale`` and
 ``--count`` shrink the run for a quick look; the defaults are the issue's sizes.
 
-The last line is the median over rounds of the per-round ratio::
+The last lines are medians over rounds of the per-round ratios (goals: overlay <= 0.05,
+copy <= 1.00)::
 
     task_workspaces: runner/cp_a=X.XX runner/git_worktree=Y.YY
+    task_workspaces: overlay/cp_a=X.XXXX reflink/cp_a=Y.YY copy/cp_a=Z.ZZ
+    task_workspaces: overlay+snapshot/cp_a=W.WW (a stage with shared writers)
 """
 
 from __future__ import annotations
@@ -38,7 +52,9 @@ import io
 import json
 import os
 import shutil
+import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,6 +65,7 @@ import _repo
 from claude_runner import proc
 from claude_runner.copytree import copy_tree, remove_tree
 from claude_runner.pipeline.executor import run_pipeline
+from claude_runner.pipeline.workspaces import ENV_VAR, TaskWorkspace, Workspaces
 from claude_runner.plan.models import Plan, resolve
 from claude_runner.runtime import Runtime
 
@@ -66,11 +83,15 @@ def _checked(argv: list[str], *, cwd: Path | None = None) -> str:
 
 
 @contextlib.contextmanager
-def fresh_fs(image: Path, size: int, mountpoint: Path) -> Iterator[Path]:
-    """A new, empty ext4 (no journal) of ``size`` bytes mounted at ``mountpoint``."""
+def fresh_fs(image: Path, size: int, mountpoint: Path, *, fstype: str = "ext4") -> Iterator[Path]:
+    """A new, empty file system of ``size`` bytes mounted at ``mountpoint``: ext4 without
+    a journal (like the host's), or XFS (reflinks on by default)."""
     with image.open("wb") as f:
         f.truncate(size)
-    _checked(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "nodiscard", str(image)])
+    if fstype == "xfs":
+        _checked(["mkfs.xfs", "-q", "-f", "-K", str(image)])
+    else:
+        _checked(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "nodiscard", str(image)])
     device = _checked(["losetup", "--find", "--show", "--direct-io=on", str(image)]).strip()
     try:
         mountpoint.mkdir(parents=True, exist_ok=True)
@@ -125,6 +146,69 @@ def make_run_cp(src: Path) -> Method:
     return run
 
 
+def make_workspaces(src: Path, count: int, mnt: Path, method: str) -> Workspaces:
+    """The run's workspaces (probed, not timed) with ``method`` forced."""
+    run_dir = mnt / "run"
+    run_dir.mkdir()
+    env = {"PATH": os.environ["PATH"], ENV_VAR: method}
+    workspaces = Workspaces.open(run_dir, src, env, modes={"worktree"})
+    got = workspaces.methods.worktree
+    if got != method:
+        raise RuntimeError(f"asked for {method}, got {got}: {workspaces.methods.notes}")
+    return workspaces
+
+
+def make_all(workspaces: Workspaces, src: Path, dests: list[Path]) -> list[TaskWorkspace]:
+    """``make`` for every destination, from one thread each (the executor's helpers)."""
+    made: list[TaskWorkspace | BaseException] = [RuntimeError("not made")] * len(dests)
+
+    def one(i: int) -> None:
+        try:
+            made[i] = workspaces.make("worktree", src, dests[i])
+        except BaseException as exc:  # reported below
+            made[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(dests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for m in made:
+        if isinstance(m, BaseException):
+            raise m
+    return [m for m in made if isinstance(m, TaskWorkspace)]
+
+
+# A timed method (mount point, count, spot check?) that also reports how long its stage
+# snapshot took (0 when none).
+Timed = Callable[[Path, int, bool], tuple[list[Path], float, float]]
+
+
+def make_run_module(src: Path, method: str, *, snapshot: bool = False) -> Timed:
+    def run(mnt: Path, count: int, check: bool) -> tuple[list[Path], float, float]:
+        workspaces = make_workspaces(src, count, mnt, method)
+        try:
+            dests = [mnt / "run" / "tasks" / "s" / f"t{i:02d}" / "workspace" for i in range(count)]
+            start = time.perf_counter()
+            lower, snap = src, 0.0
+            if snapshot:
+                lower = workspaces.stage_source(
+                    src, mnt / "run" / "snapshot", modes={"worktree"}, shared_writers=True
+                ).path
+                snap = time.perf_counter() - start
+            made = make_all(workspaces, lower, dests)
+            elapsed = time.perf_counter() - start
+            if made[0].method != method:
+                raise RuntimeError(f"made {made[0].method}, not {method}: {made[0].notes}")
+            if check:
+                _spot_check(src, [m.path for m in (made[0], made[-1])], git_only=False)
+        finally:
+            workspaces.close()
+        return dests, elapsed, snap
+
+    return run
+
+
 def make_run_worktree(repo: Path) -> Method:
     def run(mnt: Path, count: int) -> list[Path]:
         dsts = [mnt / f"worktree-{i:02d}" for i in range(count)]
@@ -158,46 +242,109 @@ def main() -> None:
             f"task_workspaces: needs {fs_size * 1.1 / 1e9:.0f} GB free under {work}, "
             f"has {free / 1e9:.0f} GB; try --scale 0.5 or --count 8"
         )
-    times: dict[str, list[float]] = {"runner": [], "cp_a": [], "git_worktree": []}
-    names = list(times)
+    names = ["runner", "cp_a", "git_worktree", "copy", "overlay", "overlay+snapshot", "reflink"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    snapshots: list[float] = []
     try:
+        rounds = _Rounds(src, work, fs_size, args.count)
+        # The XFS holds the repository and the reflink copies, whose blocks are shared.
+        xfs_size = int(size * 1.5 + entries * 4096 * (args.count + 2)) + (1 << 30)
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                if name == "reflink":
+                    elapsed = _reflink_round(src, work, xfs_size, args.count, check=r == 0)
+                    times[name].append(elapsed)
+                else:
+                    elapsed, snap = rounds.one(name, check=r == 0)
+                    times[name].append(elapsed)
+                    if snap:
+                        snapshots.append(snap)
+            line = " ".join(f"{n}={times[n][-1]:.3f}s" for n in names)
+            print(f"round {r + 1}: {line} (load {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        for mount in ("mnt", "xfs"):
+            with contextlib.suppress(OSError):
+                proc.run(["umount", str(work / mount)])
+        remove_tree(work)
+    _report(times, snapshots)
+
+
+class _Rounds:
+    """The methods that run in a fresh ext4 each (all but reflink)."""
+
+    def __init__(self, src: Path, work: Path, fs_size: int, count: int) -> None:
+        self.src, self.work, self.fs_size, self.count = src, work, fs_size, count
         # git worktree add and the runner's branch base write into .git: private copies.
-        repo_copy = work / "repo"
-        copy_tree(src, repo_copy)
+        self.repo_copy = work / "repo"
+        copy_tree(src, self.repo_copy)
         runner_repo = work / "runner-repo"
         copy_tree(src, runner_repo)
         agent = work / "agent"
         agent.write_text(AGENT)
         agent.chmod(0o755)
-        methods: dict[str, Method] = {
+        self.methods: dict[str, Method] = {
             "runner": make_run_runner(runner_repo, agent),
             "cp_a": make_run_cp(src),
-            "git_worktree": make_run_worktree(repo_copy),
+            "git_worktree": make_run_worktree(self.repo_copy),
         }
-        sources = {"runner": runner_repo, "cp_a": src, "git_worktree": repo_copy}
-        for r in range(args.rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for name in order:
-                with fresh_fs(work / "fs.img", fs_size, work / "mnt") as mnt:
-                    _repo.warm(sources[name])
-                    _checked(["sync"])
-                    start = time.perf_counter()
-                    dsts = methods[name](mnt, args.count)
-                    times[name].append(time.perf_counter() - start)
-                    if r == 0:
-                        _spot_check(src, dsts, git_only=name == "git_worktree")
-                _checked(["git", "-C", str(repo_copy), "worktree", "prune"])
-            line = " ".join(f"{n}={times[n][-1]:.2f}s" for n in names)
-            print(f"round {r + 1}: {line} (load {os.getloadavg()[0]:.1f})", flush=True)
-    finally:
-        with contextlib.suppress(OSError):
-            proc.run(["umount", str(work / "mnt")])
-        remove_tree(work)
-    _repo.print_medians({n: times[n] for n in names})
+        self.modules: dict[str, Timed] = {
+            "copy": make_run_module(src, "copy"),
+            "overlay": make_run_module(src, "overlay"),
+            "overlay+snapshot": make_run_module(src, "overlay", snapshot=True),
+        }
+        self.sources = {"runner": runner_repo, "git_worktree": self.repo_copy}
+
+    def one(self, name: str, *, check: bool) -> tuple[float, float]:
+        """(seconds, seconds of the stage snapshot or 0) of one method in a fresh ext4."""
+        with fresh_fs(self.work / "fs.img", self.fs_size, self.work / "mnt") as mnt:
+            _repo.warm(self.sources.get(name, self.src))
+            _checked(["sync"])
+            if name in self.modules:
+                _, elapsed, snap = self.modules[name](mnt, self.count, check)
+                return elapsed, snap
+            start = time.perf_counter()
+            dsts = self.methods[name](mnt, self.count)
+            elapsed = time.perf_counter() - start
+            if check:
+                _spot_check(self.src, dsts, git_only=name == "git_worktree")
+        _checked(["git", "-C", str(self.repo_copy), "worktree", "prune"])
+        return elapsed, 0.0
+
+
+def _report(times: dict[str, list[float]], snapshots: list[float]) -> None:
+    _repo.print_medians(times)
+    if snapshots:
+        median = statistics.median(snapshots)
+        print(f"overlay+snapshot: the stage snapshot alone took median {median:.2f}s")
+    cp_a = times["cp_a"]
+
+    def ratio(name: str) -> float:
+        return _repo.paired_ratio(times[name], cp_a)
+
     print(
-        f"task_workspaces: runner/cp_a={_repo.paired_ratio(times['runner'], times['cp_a']):.2f} "
+        f"task_workspaces: runner/cp_a={ratio('runner'):.2f} "
         f"runner/git_worktree={_repo.paired_ratio(times['runner'], times['git_worktree']):.2f}"
     )
+    print(
+        f"task_workspaces: overlay/cp_a={ratio('overlay'):.4f} "
+        f"reflink/cp_a={ratio('reflink'):.3f} copy/cp_a={ratio('copy'):.2f}"
+    )
+    print(
+        f"task_workspaces: overlay+snapshot/cp_a={ratio('overlay+snapshot'):.2f} "
+        "(a stage with shared writers)"
+    )
+
+
+def _reflink_round(src: Path, work: Path, xfs_size: int, count: int, *, check: bool) -> float:
+    """16 reflink workspaces on a fresh XFS that holds the repository (copied, untimed)."""
+    with fresh_fs(work / "xfs.img", xfs_size, work / "xfs", fstype="xfs") as mnt:
+        repo = mnt / "repo"
+        _checked(["cp", "-a", str(src), str(repo)])
+        _repo.warm(repo)
+        _checked(["sync"])
+        _, elapsed, _ = make_run_module(repo, "reflink")(mnt, count, check)
+        return elapsed
 
 
 def _spot_check(src: Path, dsts: list[Path], *, git_only: bool) -> None:

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-apt_packages=(git tmux util-linux procps debootstrap shellcheck chromium)
+# xfsprogs: the reflink tests make an XFS on a loop device; python3: tests run Debian's
+# interpreter as an unprivileged user (the runner's own may be unreadable to it).
+apt_packages=(git tmux util-linux procps debootstrap shellcheck chromium xfsprogs python3)
 command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
 missing=()
 for pkg in "${apt_packages[@]}"; do

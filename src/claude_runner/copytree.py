@@ -32,6 +32,7 @@ import stat
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from claude_runner import proc
@@ -40,13 +41,20 @@ from claude_runner.errors import WorkspaceError
 _STDERR_LINES = 5
 
 
-def copy_tree(src: Path, dst: Path, *, cancel: threading.Event | None = None) -> None:
-    """Copy the tree at ``src`` to ``dst`` (absent, or an empty directory)."""
-    copy_tree_many(src, [dst], cancel=cancel)
+def copy_tree(
+    src: Path, dst: Path, *, reflink: bool = False, cancel: threading.Event | None = None
+) -> None:
+    """Copy the tree at ``src`` to ``dst`` (absent, or an empty directory); ``reflink``:
+    files share their blocks with the source's (``cp --reflink=always``)."""
+    copy_tree_many(src, [dst], reflink=reflink, cancel=cancel)
 
 
 def copy_tree_many(
-    src: Path, dsts: Sequence[Path], *, cancel: threading.Event | None = None
+    src: Path,
+    dsts: Sequence[Path],
+    *,
+    reflink: bool = False,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Make an independent copy of ``src`` at each of ``dsts`` (absent or empty), all
     through one pool of cp workers. Setting ``cancel`` stops the running cp processes at
@@ -64,7 +72,7 @@ def copy_tree_many(
             if not target.exists():
                 _mkdir(target)
                 created.append(target)
-        _parallel_cp(source, targets, cancel)
+        _parallel_cp(source, targets, _CpOptions(reflink, cancel))
     except BaseException:
         for target in targets:
             _undo(target, remove_dir=target in created)
@@ -175,7 +183,14 @@ def _workers() -> int:
 _CP_SLOTS = threading.BoundedSemaphore(_workers())
 
 
-def _parallel_cp(source: Path, targets: list[Path], cancel: threading.Event | None) -> None:
+@dataclass(frozen=True)
+class _CpOptions:
+    reflink: bool
+    cancel: threading.Event | None
+
+
+def _parallel_cp(source: Path, targets: list[Path], options: _CpOptions) -> None:
+    cancel = options.cancel
     skeleton, jobs = _plan(source)
     for target in targets:
         for rel in skeleton[1:]:
@@ -184,7 +199,7 @@ def _parallel_cp(source: Path, targets: list[Path], cancel: threading.Event | No
     failures: list[str] = []
     pool = ThreadPoolExecutor(max_workers=_workers())
     try:
-        futures = [pool.submit(_cp_job, source, *job, cancel) for job in work]
+        futures = [pool.submit(_cp_job, source, *job, options) for job in work]
         for future in as_completed(futures):
             failure = future.result()
             if failure:
@@ -208,28 +223,25 @@ def _parallel_cp(source: Path, targets: list[Path], cancel: threading.Event | No
                 ) from None
 
 
-def _cp_job(
-    source: Path, target: Path, parent: str, names: list[str], cancel: threading.Event | None
-) -> str:
+def _cp_job(source: Path, target: Path, parent: str, names: list[str], options: _CpOptions) -> str:
     with _CP_SLOTS:
-        if cancel is not None and cancel.is_set():
+        if options.cancel is not None and options.cancel.is_set():
             return "cancelled"
-        return _run_cp(source, target, parent, names, cancel)
+        return _run_cp(source, target, parent, names, options)
 
 
-def _run_cp(
-    source: Path, target: Path, parent: str, names: list[str], cancel: threading.Event | None
-) -> str:
+def _run_cp(source: Path, target: Path, parent: str, names: list[str], options: _CpOptions) -> str:
     argv = [
         "cp",
         "-a",
+        *(["--reflink=always"] if options.reflink else []),
         "-t",
         str(target / parent),
         "--",
         *(str(source / parent / n) for n in names),
     ]
     try:
-        done = proc.run(argv, timeout=None, cancel=cancel)
+        done = proc.run(argv, timeout=None, cancel=options.cancel)
     except OSError as exc:
         return f"cannot start cp: {_reason(exc)}"
     except proc.Cancelled:

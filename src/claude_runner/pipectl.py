@@ -3,10 +3,11 @@ words are prompts.
 
     claude-pipeline report RUN --format markdown|junit|html [-o FILE]
     claude-pipeline logs RUN TASK [--follow]
+    claude-pipeline clean RUN [RUN ...]
 
 RUN is a run directory, or a plan run id (or ``latest``) under
 ``$PIPELINE_WORKSPACES_ROOT``. Each subcommand is a ``(configure, run)`` pair in
-``COMMANDS``, so ``resume``, ``merge`` and ``runs clean`` join the same way. Errors are
+``COMMANDS``, so ``resume`` and ``merge`` join the same way. Errors are
 the project's ``RunnerError``s: one line ``claude-pipeline: error: ...`` and exit 2.
 """
 
@@ -130,21 +131,56 @@ def _logs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+# --- clean --------------------------------------------------------------------------------
+
+
+def _configure_clean(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory, run id, or 'latest'")
+
+
+def _clean(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from claude_runner.copytree import remove_tree  # noqa: PLC0415
+    from claude_runner.pipeline.workspaces import has_mounts  # noqa: PLC0415
+    from claude_runner.pipeline.workspaces.cleanup import in_use, mounts_under  # noqa: PLC0415
+
+    run_dirs = [resolve_run(text, env) for text in args.runs]
+    for run_dir in run_dirs:
+        if not (run_dir / "run.json").exists() and not (run_dir / "events.jsonl").exists():
+            raise RunDirError(f"{run_dir} is not a pipeline run directory (no run.json)")
+        if in_use(run_dir):
+            raise RunDirError(f"{run_dir} is in use by a running runner; not removed")
+        if has_mounts(run_dir):
+            # Removing through a mount would delete what lies under it (the workspace).
+            raise RunDirError(
+                f"{run_dir} has a mount in it ({mounts_under(run_dir)[0].point}); not "
+                "removed: unmount it (or start any run on the same root, which unmounts "
+                "what killed runners left), then clean again"
+            )
+    for run_dir in run_dirs:
+        remove_tree(run_dir)
+        if run_dir.exists():
+            raise RunDirError(f"cannot remove all of {run_dir}")
+        sys.stdout.write(f"removed {run_dir}\n")
+    return EXIT_OK
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]
 COMMANDS: tuple[Command, ...] = (
     ("report", _configure_report, _report),
     ("logs", _configure_logs, _logs),
+    ("clean", _configure_clean, _clean),
 )
 _HELP = {
     "report": "write a report (markdown, junit, html) of a run",
     "logs": "print a task's transcript (assistant text, tool calls, results)",
+    "clean": "remove finished runs' directories (never one in use or with a mount in it)",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Reports and transcripts of claude-runner pipeline runs.",
+        description="Reports, transcripts and clean-up of claude-runner pipeline runs.",
         epilog="RUN: a run directory, a plan run id under $PIPELINE_WORKSPACES_ROOT, or latest.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

@@ -16,6 +16,7 @@ from claude_runner.redact import Redactor
 
 if TYPE_CHECKING:
     from claude_runner.pipeline.preserve import Repository
+    from claude_runner.pipeline.workspaces import Workspaces
     from claude_runner.progress import RunObserver
     from claude_runner.rehearsal import Rehearsal
 
@@ -41,6 +42,7 @@ class RunContext:
     track_usage: bool = False  # parse assistant messages (a budget)
     rehearsal: Rehearsal | None = None  # --rehearse: agents talk to the stand-in
     observers: RunObserver | None = None  # the live view, OpenTelemetry
+    workspaces: Workspaces | None = None  # worktree / snapshot_ro workspaces (overlay...)
 
 
 def marker_of(plan_run_id: str, stage_id: str = "", task_id: str = "") -> bytes:

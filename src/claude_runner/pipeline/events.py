@@ -75,6 +75,9 @@ class PlanStart(Event):
     rehearsal: bool = False
     max_concurrency: int | None = None
     budget_usd: float | None = None
+    # How this run makes worktree / snapshot_ro workspaces (None: no such task):
+    # {"worktree": method, "snapshot_ro": method, "read_only": guarantee, "notes": [...]}
+    workspace_methods: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

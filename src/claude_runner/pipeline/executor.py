@@ -20,15 +20,17 @@ task gets its ``task_finish``, the run its ``plan_finish`` and result line on st
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from claude_runner import log, procs
-from claude_runner.errors import RunnerError
+from claude_runner.errors import RunnerError, WorkspaceError
 from claude_runner.pipeline import configdir, graph, preserve, runstate, taskspace
 from claude_runner.pipeline.budget import Budget
 from claude_runner.pipeline.context import RunContext, marker_of
@@ -38,6 +40,13 @@ from claude_runner.pipeline.pricing import PriceTable
 from claude_runner.pipeline.result import TaskResult, counts, overall_status, pipeline_result
 from claude_runner.pipeline.scheduler import Scheduler
 from claude_runner.pipeline.task import TaskRun
+from claude_runner.pipeline.workspaces import (
+    ENV_VAR,
+    Workspaces,
+    clean_leftovers,
+    requested_method,
+)
+from claude_runner.pipeline.workspaces.cleanup import Claim
 from claude_runner.plan.models import ResolvedPlan
 from claude_runner.plan.schema import dry_run_document
 from claude_runner.reaper import Watchman
@@ -63,6 +72,10 @@ def run_pipeline(
     ``$GITHUB_STEP_SUMMARY`` when that is set)."""
     runs_root = runtime.settings.pipeline_root
     taskspace.ensure_writable(runs_root)
+    modes = {t.workspace for t in plan.tasks} & {"worktree", "snapshot_ro"}
+    if modes:
+        requested_method(runtime.env)  # a wrong value is a usage error before any work
+    _clean_leftover_mounts(runs_root)
     plan_run_id = taskspace.new_plan_run_id()
     run_dir = runs_root / plan_run_id
     run_dir.mkdir()  # secrets stay in the 0700 config dirs inside
@@ -83,7 +96,14 @@ def run_pipeline(
     )
     settings = runtime.settings
     prices = PriceTable.load(runtime.env.get("PIPELINE_PRICE_TABLE"))
-    with Watchman(marker_of(plan_run_id).decode()) as watchman:
+    # Held while the runner lives (the kernel drops it however the runner ends): a run
+    # directory in use is never cleaned, nor are its mounts taken for leftovers.
+    claim = Claim(run_dir)
+    with (
+        contextlib.closing(claim),
+        Watchman(marker_of(plan_run_id).decode()) as watchman,
+        _workspaces(run_dir, workspace, runtime.env, modes) as workspaces,
+    ):
         ctx = RunContext(
             plan_run_id=plan_run_id,
             run_dir=run_dir,
@@ -105,6 +125,7 @@ def run_pipeline(
             track_usage=plan.budget_usd is not None,
             rehearsal=runtime.rehearsal,
             observers=observers,
+            workspaces=workspaces,
         )
         try:
             code = _run(plan, ctx, plan_path=plan_path)
@@ -112,6 +133,68 @@ def run_pipeline(
             ctx.repo.close()
     _write_reports(run_dir, reports, runtime)
     return code
+
+
+def _clean_leftover_mounts(runs_root: Path) -> None:
+    """Unmount what runners killed with their watchman left in ``runs_root`` (root only:
+    nobody else mounts there)."""
+    if os.geteuid() != 0:
+        return
+    leftovers = clean_leftovers(runs_root)
+    for point in leftovers.unmounted:
+        log.log.warning(f"unmounted {point}, left by a runner that was killed")
+    for problem in leftovers.failed:
+        log.log.warning(problem)
+
+
+@contextlib.contextmanager
+def _workspaces(
+    run_dir: Path, workspace: Path, env: Mapping[str, str], modes: Collection[str]
+) -> Iterator[Workspaces | None]:
+    """The run's task workspaces (probed once), released at the end however it ends."""
+    if not modes:
+        yield None
+        return
+    # Mounts only as root: in a user namespace, preservation (which reads the workspace
+    # from outside it) would see the empty mount point.
+    workspaces = Workspaces.open(
+        run_dir, workspace, env, modes=modes, namespace_ok=False, claimed=True
+    )
+    if workspaces.methods.requested != "auto":
+        for note in workspaces.methods.notes:
+            log.log.warning(f"{ENV_VAR}={workspaces.methods.requested}: {note}")
+    try:
+        yield workspaces
+    finally:
+        try:
+            workspaces.close()
+        except WorkspaceError as exc:
+            log.log.warning(str(exc))
+
+
+def _workspace_methods(ctx: RunContext) -> dict[str, object] | None:
+    if ctx.workspaces is None:
+        return None
+    m = ctx.workspaces.methods
+    return {
+        "worktree": m.worktree,
+        "snapshot_ro": m.snapshot_ro,
+        "read_only": m.read_only,
+        "notes": list(m.notes),
+    }
+
+
+def _mark_copies(stages: list[Stage]) -> None:
+    """Tasks that may run while a task writes the shared workspace get copies: an
+    overlay's lower layer must not change while it is mounted."""
+    beside = graph.unordered_with(
+        stages, lambda n: n.task.workspace == "shared" and not n.task.read_only
+    )
+    for node in beside:
+        if node.task.workspace != "shared":
+            node.run.copy_reason = (
+                "a task that writes the shared workspace may run at the same time"
+            )
 
 
 def _env_template_secrets(plan: ResolvedPlan, env: Mapping[str, str]) -> dict[str, str]:
@@ -161,6 +244,11 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
         )
 
     stages = graph.build(plan, make_run)
+    if ctx.workspaces is not None and "overlay" in (
+        ctx.workspaces.methods.worktree,
+        ctx.workspaces.methods.snapshot_ro,
+    ):
+        _mark_copies(stages)
     semantics.index(stages, make_run)
     budget = Budget(plan.budget_usd) if plan.budget_usd is not None else None
     scheduler = Scheduler(
@@ -196,6 +284,7 @@ def _run(plan: ResolvedPlan, ctx: RunContext, *, plan_path: Path) -> int:
                 rehearsal=ctx.rehearsal is not None,
                 max_concurrency=plan.max_concurrency,
                 budget_usd=plan.budget_usd,
+                workspace_methods=_workspace_methods(ctx),
             )
         )
         scheduler.run()

@@ -153,6 +153,30 @@ def build(plan: ResolvedPlan, make_run: MakeRun) -> list[Stage]:
     return stages
 
 
+def unordered_with(stages: list[Stage], writes: Callable[[Node], bool]) -> set[Node]:
+    """The nodes that may run at the same time as a node for which ``writes`` holds:
+    neither upstream nor downstream of it. Writers are few (shared tasks that are not
+    read-only), so one walk up and one down per writer."""
+    nodes = [n for s in stages for n in s.nodes]
+    writers = [n for n in nodes if not n.barrier and writes(n)]
+    found: set[Node] = set()
+    for writer in writers:
+        ordered = _reach(writer, lambda n: n.needs) | _reach(writer, lambda n: n.dependents)
+        found.update(n for n in nodes if n not in ordered and not n.barrier)
+    return found
+
+
+def _reach(start: Node, step: Callable[[Node], list[Node]]) -> set[Node]:
+    seen = {start}
+    pending = [start]
+    while pending:
+        for nxt in step(pending.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                pending.append(nxt)
+    return seen
+
+
 def _link(node: Node) -> None:
     for need in node.needs:
         need.dependents.append(node)

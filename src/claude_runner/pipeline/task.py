@@ -73,6 +73,7 @@ from claude_runner.plan.promptfile import read_prompt_file
 from claude_runner.plan.resolved import ConfigSource, ResolvedTask
 
 if TYPE_CHECKING:
+    from claude_runner.pipeline.workspaces import TaskWorkspace
     from claude_runner.progress import StreamActivity
 
 STOP_GRACE = 3.0
@@ -181,6 +182,11 @@ class TaskRun:
         self._check_command = ""
         self._base: preserve.Base | None = None
         self._seal: taskspace.Seal | None = None  # snapshot_ro: the copy's seal
+        self._ws: TaskWorkspace | None = None  # the attempt's own workspace, until released
+        # Why this task gets a copy even where overlays work: a task that may write the
+        # shared workspace can run at the same time, and an overlay's lower layer must
+        # not change while it is mounted. Set by the executor before the run starts.
+        self.copy_reason: str | None = None
         self._marker = marker_of(ctx.plan_run_id, task.stage_id, task.id)
         self._keep_work = task.workspace == "worktree"
         self._finished = False
@@ -206,7 +212,9 @@ class TaskRun:
     @property
     def conclude_blocks(self) -> bool:
         """Whether ``conclude`` runs git, walks a snapshot or sweeps /proc for leftovers."""
-        return self._keep_work or self._seal is not None or not self._succeeded
+        return (
+            self._keep_work or self._seal is not None or self._ws is not None or not self._succeeded
+        )
 
     @property
     def _succeeded(self) -> bool:
@@ -258,8 +266,7 @@ class TaskRun:
         res.workspace = str(cwd)
         res.log = paths.log
         res.stderr_log = paths.stderr_log
-        res.workspace_method = "shared" if task.workspace == "shared" else "copy"
-        res.read_only = "checked" if task.workspace == "snapshot_ro" else None
+        res.workspace_method, res.read_only = self._planned_method()
         ctx.writer.emit(
             TaskStart(
                 plan_run_id=ctx.plan_run_id,
@@ -298,14 +305,54 @@ class TaskRun:
         if task.check is not None:
             self._check_command = self.templates.command(task.check.run)
         if task.workspace != "shared":
-            taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=at.stop)
-            if task.workspace == "snapshot_ro":
-                self._seal = taskspace.make_read_only(paths.copy)
+            self._make_workspace(at)
             if self._keep_work:
                 if self._base is not None:  # an earlier attempt's, never preserved
                     ctx.repo.discard(self._base)
                 self._base = ctx.repo.snapshot_start(paths.copy)
         at.prepared = True
+
+    def _planned_method(self) -> tuple[str, str | None]:
+        """(``workspace_method``, ``read_only``) as the run's probe says for this task
+        (``task_start``); ``prepare`` corrects them if this task's workspace differs."""
+        mode, workspaces = self.task.workspace, self.ctx.workspaces
+        if mode == "shared":
+            return "shared", None
+        if workspaces is None:
+            return "copy", "checked" if mode == "snapshot_ro" else None
+        method, guarantee = workspaces.methods.of(mode)
+        if method == "overlay" and self.copy_reason is not None:
+            reflink = workspaces.methods.reflink
+            return ("reflink" if reflink else "copy"), "checked" if guarantee else None
+        return method, guarantee
+
+    def _make_workspace(self, at: _Attempt) -> None:
+        """The attempt's workspace: an overlay, a reflink copy or the copy."""
+        ctx, paths, res = self.ctx, self.paths, self.result
+        if ctx.workspaces is None:
+            taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=at.stop)
+            if self.task.workspace == "snapshot_ro":
+                self._seal = taskspace.make_read_only(paths.copy)
+            return
+        ws = ctx.workspaces.make(
+            self.task.workspace,
+            ctx.workspace,
+            paths.copy,
+            cancel=at.stop,
+            copy=self.copy_reason,
+        )
+        self._ws = ws
+        if ws.mounted:  # a killed runner's watchman unmounts it
+            ctx.watchman.umount(ws.path)
+        self._seal = ws.seal
+        res.workspace_method, res.read_only = ws.method, ws.read_only
+        res.notes.extend(ws.notes)
+
+    def _release_workspace(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.release()
+            self.result.notes.extend(n for n in ws.notes if n not in self.result.notes)
 
     def launch(
         self, config_dir: Path, *, seed_config: bool, budget_cap: float | None = None
@@ -697,6 +744,8 @@ class TaskRun:
             self._guard(self._check_snapshot, FailureKind.SNAPSHOT_MODIFIED)
         if at.prepared and self._keep_work and self._next_delay() is None:
             self._guard(self._preserve, FailureKind.PRESERVE_FAILED)
+        # After the task's own processes: a mount still in use is detached (with a note).
+        self._guard(self._release_workspace, FailureKind.CRASH)
         if not self._succeeded:
             # Stopping a CLI can orphan its Bash-tool children: sweep now. Leftovers of
             # tasks that ended normally are swept once per stage (a /proc scan per task
@@ -774,7 +823,8 @@ class TaskRun:
         ctx, task = self.ctx, self.task
         aside = Path(self.paths.dir, f"attempt-{at.number}")
         aside.mkdir(exist_ok=True)
-        for name in ("workspace", "agent.log", "stderr.log", "prompt.txt", "git-index"):
+        names = ("workspace", "workspace.upper", "agent.log", "stderr.log", "prompt.txt")
+        for name in (*names, "git-index"):
             src = Path(self.paths.dir, name)
             if os.path.lexists(src):
                 os.rename(src, aside / name)

@@ -154,7 +154,7 @@ def _scopes(graph: Graph | None) -> Callable[[TaskKey, bool], templates.Scope]:
         return templates.Scope(
             place="prompt",
             for_each=fans_out,
-            upstream=lambda other: other in graph.upstream(key),
+            upstream=lambda other: graph.is_upstream(other, key),
             task_by_id=unique.get,
         )
 

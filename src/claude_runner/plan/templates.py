@@ -14,6 +14,7 @@ when stay raw strings in the resolved plan: they are rendered at run time.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -95,9 +96,15 @@ def _structure(text: str, found: list[str], scope: Scope) -> list[str]:
 
 
 def _parsed(text: str, scope: Scope) -> tuple[frozenset[tuple[object, ...]], frozenset[str]]:
+    return _parse(text, condition=scope.place == "when")
+
+
+# Plans repeat their texts (a when, a prompt shared by many tasks): each is parsed once.
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, *, condition: bool) -> tuple[frozenset[tuple[object, ...]], frozenset[str]]:
     from claude_runner.expr import parse_condition, parse_template  # noqa: PLC0415
 
-    if scope.place == "when":
+    if condition:
         expr = parse_condition(text)
         return expr.references(), expr.function_names()
     template = parse_template(text)

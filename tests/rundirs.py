@@ -302,6 +302,7 @@ class RunBuilder:
             rehearsal=False,
             max_concurrency=None,
             budget_usd=budget_usd,
+            workspace_methods=None,
         )
 
     def task_dir(self, t: TaskSpec) -> Path:

@@ -142,6 +142,14 @@ def task(events: Events, stage_id: str, task_id: str) -> dict[str, Any]:
     )
 
 
+def written_files(entry: dict[str, Any]) -> Path:
+    """Where the files a worktree task wrote are after the run: its copy, or its
+    overlay's upper layer (the mount is released when the task ends)."""
+    if entry["workspace_method"] == "overlay":
+        return Path(entry["workspace"] + ".upper")
+    return Path(entry["workspace"])
+
+
 def of_type(events: Events, name: str) -> Events:
     return [e for e in events if e["type"] == f"pipeline_event.{name}"]
 

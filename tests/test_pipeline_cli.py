@@ -205,6 +205,9 @@ def test_workspace_modes_and_worktree_work_preserved(
     fake_api.on("ro-look", ToolUse("Bash", {"command": "ls"}), Text("looked"))
     status_before = git(repo, "status", "--porcelain", "--untracked-files=all")
     index_before = (repo / ".git" / "index").read_bytes()
+    # Copies stay after the run for this test to look into; the same work through
+    # overlays (released at the task's end) is tests/test_pipeline_workspaces.py's.
+    cli.env = {**cli.env, "PIPELINE_WORKSPACE_METHOD": "copy"}
     plan = plan_of(
         {"id": "one", "tasks": [t("sh", "shared-write")]},
         {
@@ -324,6 +327,9 @@ def test_snapshot_ro_refuses_writes_of_a_non_root_cli(
     )
     wrapper.chmod(0o755)
     cli.claude_bin = str(wrapper)
+    # The copy's file modes are what this test is about (a read-only overlay refuses
+    # every write whatever the modes: tests/test_pipeline_workspaces.py).
+    cli.env = {**cli.env, "PIPELINE_WORKSPACE_METHOD": "copy"}
     fake_api.on(
         "try-write",
         ToolUse("Bash", {"command": "id -u; touch blocked.txt; echo > tracked.txt; echo rc=$?"}),
@@ -520,6 +526,7 @@ def test_a_non_root_agent_that_chmods_a_snapshot_is_caught(
     # (the copy keeps the owner of the source).
     (cli.workspace / "kept.txt").write_text("x\n")
     proc.run(["chown", "-R", f"{uid}:{gid}", str(cli.workspace)])
+    cli.env = {**cli.env, "PIPELINE_WORKSPACE_METHOD": "copy"}  # the checked guarantee
     fake_api.on(
         "sneak",
         ToolUse("Bash", {"command": "chmod u+w . && echo z > new2.txt; echo rc=$?"}),

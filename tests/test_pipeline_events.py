@@ -24,7 +24,7 @@ TASK = ("stage_id", "task_id")
 PINNED = {
     "pipeline_event.plan_start": (
         *ENVELOPE, "plan_path", "workspace", "run_dir", "stage_count", "task_count", "version",
-        "rehearsal", "max_concurrency", "budget_usd",
+        "rehearsal", "max_concurrency", "budget_usd", "workspace_methods",
     ),
     "pipeline_event.stage_start": (*ENVELOPE, "stage_id", "mode", "max_parallel", "task_count"),
     "pipeline_event.task_start": (

@@ -233,11 +233,13 @@ def test_run_directory_layout(runner: Runner) -> None:
         "tasks",
     ]
     task_dir = run_dir / "tasks" / "s" / "t0"
+    overlay = result_of(events)["tasks"][0]["workspace_method"] == "overlay"
     assert sorted(p.name for p in task_dir.iterdir()) == [
         "agent.log",
         "result.json",
         "stderr.log",
         "workspace",
+        *(["workspace.upper"] if overlay else []),  # the overlay's changes
     ]
     assert json.loads((task_dir / "result.json").read_text()) == result_of(events)["tasks"][0]
     run = json.loads((run_dir / "run.json").read_text())

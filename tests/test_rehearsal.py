@@ -16,7 +16,17 @@ from claude_runner.plan.resolved import Controls
 from claude_runner.redact import SECRET_ENV_VARS
 from claude_runner.rehearsal import Rehearsal
 from tests.conftest import RunRunner
-from tests.runs import Runner, fast_retries, of_type, plan_of, result_of, set_task, task, tuned
+from tests.runs import (
+    Runner,
+    fast_retries,
+    of_type,
+    plan_of,
+    result_of,
+    set_task,
+    task,
+    tuned,
+    written_files,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -62,7 +72,7 @@ def test_a_scripted_rehearsal_runs_the_real_thing_with_no_real_credential(
     assert w["result"] == "notes written"
     assert all(e.get("rehearsal") is True for e in events)
     assert result_of(events)["rehearsal"] is True
-    copy = Path(w["workspace"])
+    copy = written_files(w)
     assert (copy / "notes.md").read_text() == "rehearsed\n"
     seen = (copy / "seen-env.txt").read_text()
     for value in REAL.values():

@@ -224,10 +224,11 @@ def test_stderr_is_masked_even_when_a_secret_is_split_across_writes(runner: Runn
     assert "warning: key *** rejected" in log
 
 
-def test_a_write_to_a_read_only_snapshot_fails_the_task(runner: Runner) -> None:
+def test_a_write_to_a_read_only_copy_fails_the_task(runner: Runner) -> None:
     # The fake agent writes in its cwd; as root it is not stopped by the file modes, as
     # a same-user agent is not once it chmods them back.
     (runner.workspace / "kept.txt").write_text("x")
+    runner.env = {**runner.env, "PIPELINE_WORKSPACE_METHOD": "copy"}  # the checked guarantee
     code, events = runner.run(
         plan_of(stage("s", "write new2.txt", "ok", workspace="snapshot_ro"), on_error="continue")
     )

@@ -7,8 +7,9 @@ before it (3 on average; about one task in seven is a root), split into stages o
 tasks whose stage-level ``needs`` is empty, so only the tasks' own needs order the run
 (a plan of 10,000 tasks then has 100 stages: a scheduler that walks every stage on every
 event would show here). Plan-wide ``max_concurrency: 16``, the v2 guardrails at their
-defaults (timeouts, retries; none fires). The agent is the fault agent
-(``tests/fake_agent.py``) with the prompt ``ok``: an init line and a result.
+defaults (timeouts, retries; none fires). The agent is a tiny shell script printing an
+init line and a result (as in ``executor_overhead.py``): a Python agent's own start-up
+(about 50 ms of CPU each) made both sides wait on the agents' CPU, not the scheduler.
 
 The baseline runs the same agent command lines, layer after layer (a layer holds the
 tasks whose needs are all in earlier layers), each layer with ``xargs -P16 -L1``: what a
@@ -50,14 +51,13 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from tests import fake_agent  # noqa: E402
-
 import _plans  # noqa: E402
 import _repo  # noqa: E402
 from claude_runner import proc  # noqa: E402
 from claude_runner.pipeline.executor import run_pipeline  # noqa: E402
 from claude_runner.plan.resolved import ResolvedPlan  # noqa: E402
 from claude_runner.runtime import Runtime  # noqa: E402
+from executor_overhead import AGENT  # noqa: E402
 
 SEED = 20261201
 ROUNDS = 5
@@ -168,7 +168,7 @@ class Bench:
     def xargs(self, round_no: int) -> float:
         out = self.tmp / f"xargs-{round_no}.out"
         elapsed = _repo.timed_shell(f"{{\n{self.script}}} > {out}", self.env)
-        assert out.read_text().count('"type": "result"') == self.count
+        assert out.read_text().count('"type":"result"') == self.count
         return elapsed
 
     def cpu_ms_per_task(self) -> float:
@@ -182,7 +182,10 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="graph-overhead-", dir=base_dir) as tmp_name:
         tmp = Path(tmp_name)
-        agent = fake_agent.install(tmp)
+        agent_path = tmp / "agent"
+        agent_path.write_text(AGENT)
+        agent_path.chmod(0o755)
+        agent = str(agent_path)
         small = Bench(tmp, agent, TASKS)
         # The warm-up round does the imports and fills the page cache.
         ours, base = _repo.alternate(

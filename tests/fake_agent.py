@@ -151,6 +151,27 @@ def _flaky(words: list[str]) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _limited(session: str, words: list[str]) -> int:
+    """``limited COUNTER N``: the first N runs end as the pinned CLI ends on an HTTP 429
+    (tests/data/cli/retries_429.json), later ones succeed."""
+    counter = Path(words[1])
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen >= int(words[2]):
+        _result(session, text="got through")
+        return 0
+    _result(
+        session,
+        is_error=True,
+        text="API Error: Request rejected (429) · rate limited",
+        api_error_status=429,
+        api_error_type="rate_limit_error",
+        terminal_reason="api_error",
+        total_cost_usd=0,
+    )
+    return 1
+
+
 def _stderr_secret(session: str) -> int:
     value = os.environ.get("ANTHROPIC_API_KEY", "")
     half = len(value) // 2
@@ -251,6 +272,7 @@ def main(argv: list[str]) -> int:
         "secret": _secret,
         "output": lambda session: _output(session, prompt),
         "spend": lambda session: _spend(session, words, argv),
+        "limited": lambda session: _limited(session, words),
     }
     # Modes that do something, then succeed.
     actions: dict[str, Callable[[], object]] = {

@@ -95,6 +95,30 @@ def test_overlay_and_copy_preserve_the_same_work(cli: Runner, fake_api: FakeMess
     assert "Read-only file system" in tool_results  # the root agent could not write either
 
 
+def test_a_changed_gitignore_gives_the_copys_patch_too(
+    cli: Runner, fake_api: FakeMessagesAPI
+) -> None:
+    """An overlay's preservation examines only the paths its upper layer lists, except
+    when the ignore rules changed: then files the task never touched change status."""
+    (cli.workspace / "build.log").write_text("was ignored\n")  # *.log, in the workspace only
+    fake_api.on(
+        "unignore", ToolUse("Bash", {"command": "rm .gitignore && echo n > new.txt"}), Text("ok")
+    )
+    plan = plan_of(
+        {"id": "s", "tasks": [{"id": "wt", "prompt": "unignore", "workspace": "worktree"}]}
+    )
+    patches = {}
+    for method in ("auto", "copy"):
+        cli.env = {**cli.env, ENV_VAR: method}
+        code, events = cli.run(plan)
+        assert code == 0, result_of(events)
+        wt = task(events, "s", "wt")
+        assert wt["workspace_method"] == ("overlay" if method == "auto" else "copy")
+        patches[method] = Path(wt["patch"]).read_bytes()
+    assert b"build.log" in patches["copy"]
+    assert patches["auto"] == patches["copy"]
+
+
 def test_a_refused_overlay_falls_back_to_the_copy_with_a_note(
     cli: Runner, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:

@@ -41,9 +41,11 @@ def retry_delay(
     """Seconds to wait before attempt ``attempt + 1``, or None when there is none."""
     if kind is None or kind not in RETRYABLE or kind.value not in policy.on:
         return None
-    if attempt > policy.max:
+    # ``attempt`` counts the attempts that count (the run's own 429s may not): never
+    # more than ``max`` retries of those, and none at all with ``max: 0``.
+    if policy.max < 1 or attempt > policy.max:
         return None
-    ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
+    ceiling = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (max(attempt, 1) - 1))
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -508,6 +508,8 @@ class Scheduler:
 
     def _cli_done(self, entry: _Running) -> None:
         del self._running[entry.node]
+        if self._running:  # a 429 now is (also) the run's own load: see TaskRun._free
+            entry.node.run.ended_crowded()
         returncode = entry.cli.returncode
         assert returncode is not None  # noqa: S101
         entry.node.run.cli_exited(returncode)

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from claude_runner import log, proc, procs
 from claude_runner.agent import CliOptions, build_agent_env, build_print_argv
-from claude_runner.errors import PreserveError, RunnerError
+from claude_runner.errors import PreserveError, RunnerError, WorkspaceError
 from claude_runner.pipeline import configdir, gate, preserve, retry, runstate, stream, taskspace
 from claude_runner.pipeline.classify import classify
 from claude_runner.pipeline.clirun import CliRun, Hooks, Outcome
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from claude_runner.progress import StreamActivity
 
 STOP_GRACE = 3.0
+FREE_RATE_LIMITED = 8  # retries of 429s caused by the run's own load (see TaskRun._free)
 # argv strings are capped at 128 KiB by the kernel; longer prompts go through stdin.
 ARGV_PROMPT_LIMIT = 100 * 1024
 _STDERR_TAIL = 600
@@ -122,6 +123,7 @@ class _Attempt:
     config_dir: Path | None = None
     budget_cap: float | None = None
     retry_after: float | None = None  # the delay the CLI last announced before a retry
+    crowded: bool = False  # other CLIs of the run were running when this one ended
     rehearsal_key: str | None = None  # a rehearsal: the key the stand-in knows it by
 
 
@@ -183,6 +185,7 @@ class TaskRun:
         self._base: preserve.Base | None = None
         self._seal: taskspace.Seal | None = None  # snapshot_ro: the copy's seal
         self._ws: TaskWorkspace | None = None  # the attempt's own workspace, until released
+        self._free_retries = 0  # 429s of the run's own load, not counted (see _free)
         # Why this task gets a copy even where overlays work: a task that may write the
         # shared workspace can run at the same time, and an overlay's lower layer must
         # not change while it is mounted. Set by the executor before the run starts.
@@ -792,7 +795,10 @@ class TaskRun:
         self.result.duration_s = round(time.monotonic() - self._started, 3)
         if self.ctx.rehearsal is not None and at.rehearsal_key is not None:
             self.ctx.rehearsal.release(at.rehearsal_key)
-        return self._next_delay()
+        delay = self._next_delay()
+        if delay is not None and self._free(at):
+            self._free_retries += 1
+        return delay
 
     def _next_delay(self) -> float | None:
         at = self._at
@@ -802,11 +808,25 @@ class TaskRun:
             return None
         return retry.retry_delay(
             self.task.retries,
-            attempt=at.number,
+            attempt=at.number - self._free_retries - self._free(at),
             kind=at.verdict[1],
             retry_after=at.retry_after,
             rng=self.ctx.rng,
         )
+
+    def _free(self, at: _Attempt) -> int:
+        """1 when this attempt is a 429 the run's own load caused: it ended
+        ``rate_limited`` while other CLIs of the run were running (the scheduler lowers
+        the concurrency on it), so it does not count against ``retries.max``; at most
+        ``FREE_RATE_LIMITED`` of those per task, so it stays bounded."""
+        kind = at.verdict[1] if at.verdict is not None else None
+        crowded = kind == FailureKind.RATE_LIMITED and at.crowded
+        return int(crowded and self._free_retries < FREE_RATE_LIMITED)
+
+    def ended_crowded(self) -> None:
+        """The scheduler: other CLIs of the run were running when this attempt's ended."""
+        if self._at is not None:
+            self._at.crowded = True
 
     @property
     def attempt_spend(self) -> tuple[float, bool]:
@@ -930,6 +950,9 @@ class TaskRun:
                 base,
                 branch=preserve.branch_name(ctx.plan_run_id, self.task.stage_id, self.task.id),
                 patch=paths.patch,
+                # An overlay's upper layer lists every path the task may have changed:
+                # only those are examined instead of the whole tree.
+                changed_paths=self._changed_paths(),
             )
         except PreserveError as exc:
             if isinstance(exc.kept, preserve.Preserved):  # what could be kept is reported
@@ -939,6 +962,18 @@ class TaskRun:
                 return
             raise PreserveError(f"the task's changes could not all be preserved: {exc}") from exc
         self._report_kept(kept)
+
+    def _changed_paths(self) -> list[str] | None:
+        """The paths an overlay's upper layer lists, or None: examine the whole tree."""
+        if self._ws is None:
+            return None
+        try:
+            return self._ws.changed_paths()
+        except (OSError, WorkspaceError) as exc:
+            self.note(
+                f"the overlay's changes could not be listed ({exc}): the whole tree is scanned"
+            )
+            return None
 
     def _report_kept(self, kept: preserve.Preserved) -> None:
         ctx, res = self.ctx, self.result

@@ -420,6 +420,10 @@ class Repository:
         ``PreserveError`` when anything could not be preserved (``kept``: what was)."""
         budget = Budget(self.cancel, self.timeout)
         only = None if changed_paths is None else sorted({_relpath(p) for p in changed_paths})
+        if only is not None and any(_moves_ignore_rules(p) for p in only):
+            # What is ignored may have changed anywhere, unchanged files included: the
+            # full scan gives what a copy's preservation gives.
+            only = None
         try:
             expanded = self._submodules(base, budget, only)
             updated = self._update(base.copy, base.index, budget, only)
@@ -544,6 +548,13 @@ def _open_copy_git(copy: Path) -> int:
 def _is_dir(copy: Path, path: bytes) -> bool:
     st = lstat_below(copy, path)
     return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _moves_ignore_rules(path: bytes) -> bool:
+    """Whether a change at ``path`` can change which other paths git ignores: a
+    ``.gitignore`` anywhere, or the workspace's own ``.git`` (``info/exclude``)."""
+    parts = path.split(b"/")
+    return parts[0] == b".git" or b".gitignore" in parts
 
 
 def _heads(path: bytes) -> list[bytes]:

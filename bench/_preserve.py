@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ class Keeper:
     def start(self, ws: TaskWorkspace, name: str) -> Any:
         """The task's start state (a base), right after its workspace was made."""
         if self.hermetic:
-            return self.repo.snapshot_start(ws.path, copy_started_ns=time.time_ns())
+            return self.repo.snapshot_start(ws.path)
         git_dir = self.workspace / ".git"
         head = self.module.head_of(git_dir, self.env)
         return self.module.snapshot_start(

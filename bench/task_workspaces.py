@@ -6,7 +6,8 @@ Usage: ``uv run python bench/task_workspaces.py [--rounds 5] [--scale 1.0] [--co
 Methods, timed side by side in each round with a rotating order:
 
 - runner: ``run_pipeline`` with one parallel stage of 16 ``worktree`` tasks whose agent
-  prints an init and a result line: the whole executor path (the stage loop hands the
+  prints an init and a result line, with ``PIPELINE_WORKSPACE_METHOD=copy``: the whole
+  executor path (the stage loop hands the
   16 copies to helper threads at once, their parallel ``cp -a`` workers share one
   process-wide budget; the branch base is recorded and the work preserved, as for any
   ``worktree`` task in a git repository), its run directory on the fresh file system;
@@ -121,6 +122,8 @@ def make_run_runner(workspace: Path, agent: Path) -> Method:
                     "PATH": os.environ["PATH"],
                     "HOME": str(agent.parent),
                     "PIPELINE_WORKSPACES_ROOT": str(mnt),
+                    # The executor's copy path; its overlays are the overlay line's.
+                    "PIPELINE_WORKSPACE_METHOD": "copy",
                 },
                 claude_bin=str(agent),
             ),

@@ -57,6 +57,14 @@ ENV_VARS: tuple[tuple[str, str, str], ...] = (
         "/tmp/agent-pipeline-workspaces",  # noqa: S108
         "where worktree/snapshot_ro task workspaces and run directories go",
     ),
+    (
+        "PIPELINE_WORKSPACE_METHOD",
+        "auto",
+        "how worktree/snapshot_ro workspaces are made: auto, overlay, reflink, copy",
+    ),
+    ("PIPELINE_PRICE_TABLE", "", "JSON file of token prices replacing the built-in ones"),
+    ("GITHUB_STEP_SUMMARY", "", "when set, each pipeline run's Markdown report is appended"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "", "when set, OpenTelemetry traces of pipeline runs"),
 )
 
 _TRUTHY = frozenset({"1", "true", "yes", "on"})

@@ -140,7 +140,6 @@ def _configure_clean(p: argparse.ArgumentParser) -> None:
 
 def _clean(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from claude_runner.copytree import remove_tree  # noqa: PLC0415
-    from claude_runner.pipeline.workspaces import has_mounts  # noqa: PLC0415
     from claude_runner.pipeline.workspaces.cleanup import in_use, mounts_under  # noqa: PLC0415
 
     run_dirs = [resolve_run(text, env) for text in args.runs]
@@ -149,10 +148,11 @@ def _clean(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             raise RunDirError(f"{run_dir} is not a pipeline run directory (no run.json)")
         if in_use(run_dir):
             raise RunDirError(f"{run_dir} is in use by a running runner; not removed")
-        if has_mounts(run_dir):
+        inside = mounts_under(run_dir)
+        if inside:
             # Removing through a mount would delete what lies under it (the workspace).
             raise RunDirError(
-                f"{run_dir} has a mount in it ({mounts_under(run_dir)[0].point}); not "
+                f"{run_dir} has a mount in it ({inside[0].point}); not "
                 "removed: unmount it (or start any run on the same root, which unmounts "
                 "what killed runners left), then clean again"
             )

@@ -319,24 +319,15 @@ class TaskRun:
         """(``workspace_method``, ``read_only``) as the run's probe says for this task
         (``task_start``); ``prepare`` corrects them if this task's workspace differs."""
         mode, workspaces = self.task.workspace, self.ctx.workspaces
-        if mode == "shared":
+        if workspaces is None:  # the run has no worktree or snapshot_ro task
             return "shared", None
-        if workspaces is None:
-            return "copy", "checked" if mode == "snapshot_ro" else None
-        method, guarantee = workspaces.methods.of(mode)
-        if method == "overlay" and self.copy_reason is not None:
-            reflink = workspaces.methods.reflink
-            return ("reflink" if reflink else "copy"), "checked" if guarantee else None
-        return method, guarantee
+        return workspaces.methods.of(mode, overlay=self.copy_reason is None)
 
     def _make_workspace(self, at: _Attempt) -> None:
         """The attempt's workspace: an overlay, a reflink copy or the copy."""
         ctx, paths, res = self.ctx, self.paths, self.result
-        if ctx.workspaces is None:
-            taskspace.copy_workspace(ctx.workspace, paths.copy, cancel=at.stop)
-            if self.task.workspace == "snapshot_ro":
-                self._seal = taskspace.make_read_only(paths.copy)
-            return
+        # The executor opens the run's workspaces whenever a task needs one of its own.
+        assert ctx.workspaces is not None  # noqa: S101
         ws = ctx.workspaces.make(
             self.task.workspace,
             ctx.workspace,

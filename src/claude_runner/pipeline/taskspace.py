@@ -7,7 +7,8 @@ digits, so names sort by start time)::
     git/                        the runner's own git repository (preserve/)
     config/slot-<n>/            CLAUDE_CONFIG_DIRs, one per concurrency slot
     tasks/<stageId>/<taskId>/   one directory per task, fixed names inside:
-        workspace/              worktree / snapshot_ro copy of the workspace
+        workspace/              a worktree / snapshot_ro task's workspace (workspaces/)
+        workspace.upper/        an overlay's upper layer: the task's changes
         agent.log               the agent's stdout (stream-json lines), masked
         stderr.log              the agent's stderr, masked
         changes.patch           git diff --binary of a worktree task's changes
@@ -35,11 +36,9 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from claude_runner.copytree import copy_tree
 from claude_runner.errors import WorkspaceError
 
 
@@ -79,12 +78,6 @@ class TaskPaths:
 def config_slot(run_dir: Path, slot: int) -> Path:
     """The CLAUDE_CONFIG_DIR of the run's ``slot``-th concurrent task."""
     return run_dir / "config" / f"slot-{slot}"
-
-
-def copy_workspace(src: Path, dst: Path, *, cancel: threading.Event | None = None) -> None:
-    """Copy ``src`` (untracked and ignored files included) to the fresh ``dst``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    copy_tree(src, dst, cancel=cancel)
 
 
 Seal = dict[str, int]  # relative path -> ctime (ns) of every entry of a sealed snapshot

@@ -83,41 +83,6 @@ def model_problem(value: str, *, version: str = "v2") -> str | None:
     )
 
 
-# --- closed lists -----------------------------------------------------------------------
-
-FAILURE_KINDS = (
-    "timeout",
-    "idle_timeout",
-    "rate_limited",
-    "api_error",
-    "auth",
-    "budget",
-    "max_turns",
-    "crash",
-    "agent_error",
-    "output_invalid",
-    "check_failed",
-    "preserve_failed",
-    "setup_failed",
-    "upstream_failed",
-    "cancelled",
-)
-RETRYABLE_KINDS = (
-    "timeout",
-    "idle_timeout",
-    "rate_limited",
-    "api_error",
-    "auth",
-    "max_turns",
-    "crash",
-    "agent_error",
-    "output_invalid",
-    "check_failed",
-)
-# The pinned CLI's --permission-mode choices and --effort levels.
-PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan")
-EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
-
 # --- defaults (v2) ----------------------------------------------------------------------
 
 DEFAULT_TIMEOUT_S = 2 * 3600

@@ -115,13 +115,20 @@ class Methods:
     reflink: bool  # reflink copies work between the workspace and the run directory
     notes: tuple[str, ...]  # why a better method is not used
 
-    def of(self, mode: str) -> tuple[str, Guarantee | None]:
-        """(``workspace_method``, ``read_only``) of a task of workspace ``mode``."""
+    def of(self, mode: str, *, overlay: bool = True) -> tuple[str, Guarantee | None]:
+        """(``workspace_method``, ``read_only``) of a task of workspace ``mode``;
+        ``overlay=False``: of such a task that must have a copy instead of an overlay."""
         if mode == "worktree":
-            return self.worktree, None
-        if mode == "snapshot_ro":
-            return self.snapshot_ro, self.read_only
-        return "shared", None
+            method: str = self.worktree
+        elif mode == "snapshot_ro":
+            method = self.snapshot_ro
+        else:
+            return "shared", None
+        if method == "overlay" and not overlay:
+            method = "reflink" if self.reflink else "copy"
+        if mode == "worktree":
+            return method, None
+        return method, "kernel" if method == "overlay" else "checked"
 
 
 def probe(

@@ -550,3 +550,22 @@ def test_a_non_root_agent_that_chmods_a_snapshot_is_caught(
 
 def fake_api_tool_output(fake_api: FakeMessagesAPI) -> str:
     return json.dumps(fake_api.requests[-1]["messages"][-1])
+
+
+def test_a_wrong_workspace_method_is_one_line_and_runs_nothing(
+    cli: Runner, run_runner: Any
+) -> None:
+    (cli.workspace / "plan.yml").write_text(
+        "version: v1\nstages:\n  - id: s\n    tasks:\n"
+        "      - {id: t, prompt: hi, workspace: worktree}\n"
+    )
+    env = {**_runner_env(cli, cli.tmp), "PIPELINE_WORKSPACE_METHOD": "bogus"}
+    done = run_runner(["--pipeline", "plan.yml"], env)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        "claude-runner: error: PIPELINE_WORKSPACE_METHOD='bogus' is not one of "
+        "auto, overlay, reflink, copy"
+    )
+    assert "Traceback" not in done.stderr
+    assert not any(cli.runs_root.glob("*/run.json"))  # no run was started
